@@ -1,0 +1,48 @@
+# One entry point for everything; CI runs `make check` (via .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := fixtures/flows/demo.jsonl
+
+.PHONY: demo check lint types test proto proto-check bench fixtures clean
+
+$(BIN)/flowgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: install into .venv and run flowgen on the bundled demo capture
+demo: $(BIN)/flowgen
+	$(BIN)/flowgen observe --input-file $(DEMO)
+
+## check: lint, type check, tests and proto drift (what CI runs)
+check: lint types proto-check test
+
+lint: $(BIN)/flowgen
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(BIN)/flowgen
+	$(BIN)/mypy
+
+test: $(BIN)/flowgen
+	$(BIN)/pytest
+
+## proto: regenerate flowgen/_pb from proto/
+proto: $(BIN)/flowgen
+	$(BIN)/python scripts/genproto.py
+
+proto-check: $(BIN)/flowgen
+	$(BIN)/python scripts/genproto.py --check
+
+## fixtures: rewrite the demo capture from its script (review the diff)
+fixtures: $(BIN)/flowgen
+	$(BIN)/python fixtures/make_demo.py > $(DEMO)
+
+## bench: ingest benchmark; writes docs/performance.md
+bench: $(BIN)/flowgen
+	$(BIN)/python bench/ingest.py --lines 1000000 --write docs/performance.md
+
+clean:
+	rm -rf $(VENV) bench/data .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,29 @@
+"""The errors flowgen raises for problems a user can fix.
+
+Every message names the bad value (file and line where there is one) and what
+to do about it. The CLI prints them as `Error: ...` and exits 1; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FlowgenError(Exception):
+    """A problem with the user's input or environment, with a message that says how to fix it."""
+
+
+class InputError(FlowgenError):
+    """An input file or stream cannot be read."""
+
+
+class MalformedInputError(InputError):
+    """A record in an input could not be parsed (raised under --strict)."""
+
+    def __init__(self, origin: str, line: int, reason: str) -> None:
+        self.origin = origin
+        self.line = line
+        self.reason = reason
+        super().__init__(
+            f"reading {origin} line {line}: {reason}. "
+            "Fix or remove that line, or run without --strict to skip malformed lines."
+        )
