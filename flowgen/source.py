@@ -442,7 +442,7 @@ class JsonLineReader:
             except msgspec.ValidationError:
                 flow = self._tolerant_or_problem(raw, origin, number)
             except msgspec.DecodeError as err:
-                self._problem(Problem(origin, number, _json_error(err)))
+                self._problem(Problem(origin, number, _json_error(err, raw)))
                 continue
             else:
                 if isinstance(line, _HubbleFlow):
@@ -559,9 +559,13 @@ def _protobuf_error(message: str) -> str:
     return message.splitlines()[0].rstrip(".")
 
 
-def _json_error(err: msgspec.DecodeError) -> str:
+_ERROR_BYTE = re.compile(r"\(byte (\d+)\)")
+
+
+def _json_error(err: msgspec.DecodeError, raw: bytes) -> str:
     text = str(err)
-    if "truncated" in text:
+    at = _ERROR_BYTE.search(text)
+    if "truncated" in text or (at and int(at.group(1)) >= len(raw.rstrip(b"\r\n"))):
         return "not valid JSON: the line ends in the middle of a value (truncated?)"
     return f"not valid JSON: {text.removeprefix('JSON is malformed: ')}"
 
