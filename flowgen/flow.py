@@ -365,8 +365,11 @@ _NO_ENDPOINT = Endpoint()
 class Flow(_Value, frozen=True):
     """One Hubble flow event, reduced to what policy generation needs.
 
-    Fields are positional-capable and in a fixed order because the JSON reader
-    copies them as a tuple; add new fields at the end.
+    The JSON reader yields instances of a private subclass that also holds,
+    unparsed, the fields Hubble wrote and flowgen skips (they reference the
+    line they came from). Equality and hashing therefore look only at the
+    fields declared here, so a flow read from JSON equals the same flow
+    converted from protobuf.
     """
 
     # Event time; None when Hubble gave none.
@@ -400,6 +403,14 @@ class Flow(_Value, frozen=True):
     # Three states: True, False, or None when the datapath did not know (drops).
     is_reply: bool | None = None
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Flow):
+            return NotImplemented
+        return _own_fields(self) == _own_fields(other)
+
+    def __hash__(self) -> int:
+        return hash(_own_fields(self))
+
     @property
     def protocol(self) -> Protocol | None:
         return self.l4.protocol if self.l4 is not None else None
@@ -409,3 +420,10 @@ class Flow(_Value, frozen=True):
         """The destination port, 0 for protocols without ports."""
         ports = self.l4.ports if self.l4 is not None else None
         return ports.destination_port if ports is not None else 0
+
+
+_FLOW_FIELDS = len(Flow.__struct_fields__)
+
+
+def _own_fields(flow: Flow) -> tuple[object, ...]:
+    return msgspec.structs.astuple(flow)[:_FLOW_FIELDS]

@@ -302,7 +302,6 @@ def lost_source_name(number: int) -> str:
 # A field flowgen does not read: checked to be JSON, never turned into objects.
 _Skip = msgspec.Raw
 _SKIPPED = msgspec.Raw()
-_FLOW_FIELDS = len(Flow.__struct_fields__)
 
 
 class _HubbleFlow(Flow, frozen=True, forbid_unknown_fields=True):
@@ -359,7 +358,6 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     time: datetime | None = None
 
 
-_astuple = msgspec.structs.astuple
 # The oneof keys of an ExportEvent line, in both JSON spellings.
 _WRAPPER_KEYS = frozenset(
     [
@@ -379,15 +377,14 @@ _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)" at "([^"]*)"')
 _UNKNOWN_ENUM = re.compile(r"Invalid enum value (\S+) for enum type (\S+) at (\S+?)\.?$", re.M)
 
 
-def _flow_from_wire(w: _HubbleFlow, time: datetime | None, node_name: str) -> Flow:
-    flow = Flow(*_astuple(w)[:_FLOW_FIELDS])
+def _flow_from_wire(flow: _HubbleFlow, time: datetime | None, node_name: str) -> Flow:
     event = flow.event_type
     if (
         flow.time is None
         or not flow.node_name
         or (
             flow.drop_reason is DropReason.DROP_REASON_UNKNOWN
-            and (w.drop_reason_code or (event is not None and event.type == EventType.DROP))
+            and (flow.drop_reason_code or (event is not None and event.type == EventType.DROP))
         )
     ):
         # Rare: a field-masked export, or an agent that fills only the old numeric drop reason.
@@ -395,7 +392,7 @@ def _flow_from_wire(w: _HubbleFlow, time: datetime | None, node_name: str) -> Fl
             flow,
             time=flow.time or time,
             node_name=flow.node_name or node_name,
-            drop_reason=drop_reason_of(flow.drop_reason, w.drop_reason_code, flow.event_type),
+            drop_reason=drop_reason_of(flow.drop_reason, flow.drop_reason_code, flow.event_type),
         )
     return flow
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowgen._pb.flow import flow_pb2
+from flowgen._pb.observer import observer_pb2
 from flowgen.errors import InputError, MalformedInputError
 from flowgen.flow import DropReason, Flow, L7Type, Protocol, Verdict
 from flowgen.source import JsonLineReader, ReadReport, flow_from_proto, read_files
@@ -65,7 +66,10 @@ def test_fast_path_values() -> None:
     assert flow.l4 is not None and flow.l4.tcp is not None and flow.l4.tcp.flags is not None
     assert flow.l4.tcp.flags.syn and not flow.l4.tcp.flags.ack
     assert flow.is_reply is False and flow.source.labels == ("k8s:app=x",)
-    assert type(flow) is Flow
+    assert isinstance(flow, Flow)
+    # Equal to (and hashed like) the same flow converted from protobuf.
+    expected = flow_from_proto(json_format.Parse(FLOW, observer_pb2.GetFlowsResponse()).flow)
+    assert flow == expected and hash(flow) == hash(expected)
 
 
 @pytest.mark.parametrize(
