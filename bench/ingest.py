@@ -36,7 +36,6 @@ DATA = ROOT / "bench" / "data"
 def _labels(namespace: str, app: str, extra: int, rng: random.Random) -> list[str]:
     labels = [
         f"k8s:app.kubernetes.io/name={app}",
-        f"k8s:app.kubernetes.io/component={rng.choice(['api', 'worker', 'web', 'db'])}",
         f"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={namespace}",
         "k8s:io.cilium.k8s.policy.cluster=bench",
         f"k8s:io.cilium.k8s.policy.serviceaccount={app}",
@@ -59,7 +58,7 @@ def generate(path: Path, lines: int, seed: int) -> None:
                 "ID": 1000 + i,
                 "identity": 30000 + i,
                 "namespace": namespace,
-                "labels": _labels(namespace, app, rng.randrange(0, 3), rng),
+                "labels": _labels(namespace, app, int(rng.random() < 0.2), rng),
                 "pod_name": f"{app}-{rng.randrange(16**9):09x}-{rng.randrange(36**5):05x}",
                 "workloads": [{"name": app, "kind": "Deployment"}],
             }
@@ -87,9 +86,11 @@ def generate(path: Path, lines: int, seed: int) -> None:
                 "traffic_direction": "EGRESS",
                 "trace_observation_point": "FROM_ENDPOINT",
                 "is_reply": kind < 0.4,
-                "interface": {"index": 17, "name": "lxc8d5b2c1f0a3e"},
                 "Summary": "TCP Flags: ACK, PSH",
             }
+            if kind < 0.5:
+                # Only trace events at some observation points name the interface.
+                flow["interface"] = {"index": 17, "name": "lxc8d5b2c1f0a3e"}
             if kind > 0.9:
                 flow["Type"] = "L7"
                 flow["event_type"] = {"type": 129}
@@ -163,6 +164,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each mode keeps its fastest")
     parser.add_argument("--write", type=Path, help="write the results into this Markdown file")
     parser.add_argument("--child", choices=["orjson", "ingest"], help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
@@ -176,11 +178,17 @@ def main() -> int:
         print(f"writing {path} ...", file=sys.stderr)
         generate(path, args.lines, args.seed)
     size = path.stat().st_size
-    results = [
-        _measure("orjson", path, args.lines),
-        _measure("ingest", path, args.lines),
-        _measure("ingest", path, args.lines // 10),
-    ]
+    # Rounds alternate the modes and each keeps its fastest run, so a noisy
+    # neighbour on the machine does not decide the comparison.
+    plan = [("orjson", args.lines), ("ingest", args.lines), ("ingest", args.lines // 10)]
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for _round in range(args.repeat):
+        for mode, limit in plan:
+            result = _measure(mode, path, limit)
+            key = (mode, limit)
+            if key not in best or result["seconds"] < best[key]["seconds"]:
+                best[key] = result
+    results = [best[key] for key in plan]
     orjson_rate = results[0]["lines"] / results[0]["seconds"]
     rows = []
     for r in results:
@@ -194,7 +202,8 @@ def main() -> int:
             "## Ingest: file -> Flow values",
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d} on {_machine()}, with `make bench`",
-            f"(`python bench/ingest.py --lines {args.lines} --seed {args.seed}`).",
+            f"(`python bench/ingest.py --lines {args.lines} --seed {args.seed} --repeat {args.repeat}`;",
+            "each row is the fastest of the rounds, run alternately).",
             f"Capture: {args.lines:,} lines, {size / args.lines:,.0f} bytes per line on average "
             f"({size / 2**20:,.0f} MiB), generated from the seed; not committed.",
             "",

@@ -425,33 +425,53 @@ class JsonLineReader:
         report = self.report
         decode: Callable[[bytes], _Line | _HubbleFlow] = self._wrapped.decode
         other: Callable[[bytes], _Line | _HubbleFlow] = self._bare.decode
-        for number, raw in enumerate(lines, start=1):
-            if not raw or raw.isspace():
-                continue
-            report.lines += 1
-            try:
+        # The loop is the ingest hot path: counters stay local until the end,
+        # blank lines are noticed only when they fail to decode, and the common
+        # complete, non-drop flow is yielded as decoded.
+        counted = flows = 0
+        dropped = Verdict.DROPPED
+        try:
+            for number, raw in enumerate(lines, start=1):
+                counted += 1
                 try:
-                    line = decode(raw)
+                    try:
+                        line = decode(raw)
+                    except msgspec.ValidationError:
+                        # Files are all one shape: after a bare (legacy) flow, try that first.
+                        line = other(raw)
+                        decode, other = other, decode
                 except msgspec.ValidationError:
-                    # Files are all one shape: after a bare (legacy) flow, try that first.
-                    line = other(raw)
-                    decode, other = other, decode
-            except msgspec.ValidationError:
-                flow = self._tolerant_or_problem(raw, origin, number)
-            except msgspec.DecodeError as err:
-                self._problem(Problem(origin, number, _json_error(err, raw)))
-                continue
-            else:
-                if isinstance(line, _HubbleFlow):
-                    flow = _flow_from_wire(line, None, "")
-                elif line.flow is not None:
-                    flow = _flow_from_wire(line.flow, line.time, line.node_name)
-                else:
-                    self._other(line)
+                    flow = self._tolerant_or_problem(raw, origin, number)
+                except msgspec.DecodeError as err:
+                    if raw.isspace() or not raw:
+                        counted -= 1
+                    else:
+                        self._problem(Problem(origin, number, _json_error(err, raw)))
                     continue
-            if flow is not None:
-                report.flows += 1
-                yield flow
+                else:
+                    if type(line) is _Line:
+                        wire = line.flow
+                        if wire is None:
+                            self._other(line)
+                            continue
+                        if (
+                            wire.time is None
+                            or not wire.node_name
+                            or wire.verdict is dropped
+                            or wire.drop_reason_code
+                            or (wire.event_type is not None and wire.event_type.type == EventType.DROP)
+                        ):
+                            flow = _flow_from_wire(wire, line.time, line.node_name)
+                        else:
+                            flow = wire
+                    else:
+                        flow = _flow_from_wire(typing.cast(_HubbleFlow, line), None, "")
+                if flow is not None:
+                    flows += 1
+                    yield flow
+        finally:
+            report.lines += counted
+            report.flows += flows
 
     def _other(self, line: _Line) -> None:
         report = self.report
