@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := fixtures/flows/demo.jsonl
 
-.PHONY: demo check lint types test proto proto-check bench fixtures clean
+.PHONY: demo check lint types test proto proto-check bench fixtures golden e2e clean
 
 $(BIN)/flowgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,17 @@ proto-check: $(BIN)/flowgen
 fixtures: $(BIN)/flowgen
 	$(BIN)/python fixtures/make_demo.py > $(DEMO)
 
+## golden: rewrite the expected end-to-end outputs in fixtures/expected (review the diff)
+golden: $(BIN)/flowgen
+	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
+
 ## bench: ingest benchmark; writes docs/performance.md
 bench: $(BIN)/flowgen
 	$(BIN)/python bench/ingest.py --lines 1000000 --write docs/performance.md
+
+## e2e: kind + Cilium + Hubble Relay end-to-end check (skips without docker/kind/helm/kubectl; docs/e2e.md)
+e2e: $(BIN)/flowgen
+	FLOWGEN=$(BIN)/flowgen bash e2e/run.sh
 
 clean:
 	rm -rf $(VENV) bench/data .mypy_cache .pytest_cache .ruff_cache

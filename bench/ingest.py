@@ -15,11 +15,10 @@ measurement's alone:
 from __future__ import annotations
 
 import argparse
+import gzip
 import itertools
 import json
-import platform
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from report import machine, peak_rss_mib, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -46,7 +46,7 @@ def _labels(namespace: str, app: str, extra: int, rng: random.Random) -> list[st
 
 
 def generate(path: Path, lines: int, seed: int) -> None:
-    """A capture shaped like a busy cluster: mostly L3/L4 traces and verdicts, some HTTP and DNS."""
+    """A capture shaped like a busy cluster: mostly L3/L4 traces and verdicts, some HTTP with ids in paths."""
     rng = random.Random(seed)
     namespaces = [f"team-{i}" for i in range(12)]
     pods = []
@@ -64,13 +64,18 @@ def generate(path: Path, lines: int, seed: int) -> None:
             }
         )
     ips = {id(p): f"10.{i // 250}.{i % 250}.{rng.randrange(2, 250)}" for i, p in enumerate(pods)}
+    # Like a real cluster, each workload talks to a few fixed peers on fixed ports
+    # (about 1,000 edges), not to everyone.
+    ports = [80, 443, 5432, 6379, 8080, 9090, 9092]
+    peers = {id(p): [(q, rng.choice(ports)) for q in rng.sample(pods, rng.randrange(2, 7))] for p in pods}
     clock = datetime(2026, 11, 1, tzinfo=UTC)
-    with path.open("wb") as out:
+    # A .gz name writes gzip (fast level): the 10M-flow capture of bench/aggregate.py.
+    with gzip.open(path, "wb", compresslevel=1) if path.suffix == ".gz" else path.open("wb") as out:
         for n in range(lines):
             clock += timedelta(microseconds=rng.randrange(50, 400))
             stamp = clock.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{rng.randrange(1000):03d}Z"
-            src, dst = rng.sample(pods, 2)
-            port = rng.choice([80, 443, 5432, 6379, 8080, 9090, 9092])
+            src = rng.choice(pods)
+            dst, port = rng.choice(peers[id(src)])
             kind = rng.random()
             flow: dict[str, Any] = {
                 "time": stamp,
@@ -81,7 +86,8 @@ def generate(path: Path, lines: int, seed: int) -> None:
                 "source": src,
                 "destination": dst,
                 "Type": "L3_L4",
-                "node_name": f"bench/node-{n % 7}",
+                # Each pod runs on one of 7 nodes; the source's node reports the flow.
+                "node_name": f"bench/node-{src['ID'] % 7}",
                 "event_type": {"type": 4, "sub_type": 5},
                 "traffic_direction": "EGRESS",
                 "trace_observation_point": "FROM_ENDPOINT",
@@ -105,10 +111,6 @@ def generate(path: Path, lines: int, seed: int) -> None:
             out.write(orjson.dumps({"flow": flow, "node_name": flow["node_name"], "time": stamp}) + b"\n")
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _run(mode: str, path: Path, limit: int) -> None:
     """One measurement (in a child process); prints a JSON result line."""
     from flowgen.source import JsonLineReader  # noqa: PLC0415 - imported in the child only
@@ -130,7 +132,7 @@ def _run(mode: str, path: Path, limit: int) -> None:
                 count += 1
         assert reader.report.malformed == 0
     elapsed = time.perf_counter() - started
-    print(json.dumps({"mode": mode, "lines": count, "seconds": elapsed, "rss_mib": _peak_rss_mib()}))
+    print(json.dumps({"mode": mode, "lines": count, "seconds": elapsed, "rss_mib": peak_rss_mib()}))
 
 
 def _measure(mode: str, path: Path, limit: int) -> dict[str, Any]:
@@ -142,22 +144,6 @@ def _measure(mode: str, path: Path, limit: int) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os  # noqa: PLC0415
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.machine()}"
-    )
 
 
 def main() -> int:
@@ -201,7 +187,7 @@ def main() -> int:
         [
             "## Ingest: file -> Flow values",
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {_machine()}, with `make bench`",
+            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, with `make bench`",
             f"(`python bench/ingest.py --lines {args.lines} --seed {args.seed} --repeat {args.repeat}`;",
             "each row is the fastest of the rounds, run alternately).",
             f"Capture: {args.lines:,} lines, {size / args.lines:,.0f} bytes per line on average "
@@ -218,20 +204,8 @@ def main() -> int:
     )
     print(report)
     if args.write:
-        _replace_section(args.write, report)
+        replace_section(args.write, report)
     return 0
-
-
-def _replace_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Performance\n"
-    head = "## Ingest: file -> Flow values"
-    if head in text:
-        before, rest = text.split(head, 1)
-        after = rest.split("\n## ", 1)
-        text = before + section + ("\n\n## " + after[1] if len(after) > 1 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

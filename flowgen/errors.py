@@ -27,3 +27,15 @@ class MalformedInputError(InputError):
             f"reading {origin} line {line}: {reason}. "
             "Fix or remove that line, or run without --strict to skip malformed lines."
         )
+
+
+class RelayError(FlowgenError):
+    """Hubble Relay (or a Hubble server) cannot be reached, refuses the request, or TLS fails."""
+
+
+class StoreError(FlowgenError):
+    """The observation store cannot be read or written."""
+
+
+class UsageError(FlowgenError):
+    """A command-line value is not acceptable (exit code 2)."""

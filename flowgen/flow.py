@@ -285,7 +285,12 @@ class Layer4(_Value, frozen=True):
 
     @property
     def protocol(self) -> Protocol | None:
-        for protocol in Protocol:
+        # Spelled out: this runs for every flow.
+        if self.tcp is not None:
+            return Protocol.TCP
+        if self.udp is not None:
+            return Protocol.UDP
+        for protocol in (Protocol.ICMPv4, Protocol.ICMPv6, Protocol.SCTP, Protocol.VRRP, Protocol.IGMP):
             if getattr(self, protocol.value.lower()) is not None:
                 return protocol
         return None

@@ -291,6 +291,13 @@ def flow_from_proto(m: flow_pb2.Flow, *, time: datetime | None = None, node_name
     )
 
 
+def response_line(response: observer_pb2.GetFlowsResponse) -> bytes:
+    """One JSON line as `hubble observe -o jsonpb` writes it (proto field names,
+    enum names, 64-bit integers as strings), readable by hubble and flowgen."""
+    document = json_format.MessageToDict(response, preserving_proto_field_name=True)
+    return orjson.dumps(document) + b"\n"
+
+
 def lost_source_name(number: int) -> str:
     """The LostEventSource name for a protobuf enum number."""
     return _PB_LOST_SOURCE.get(number, "UNKNOWN_LOST_EVENT_SOURCE")

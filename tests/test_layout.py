@@ -14,13 +14,33 @@ from tests.conftest import DEMO, ROOT
 ALLOWED = {
     "errors": set(),
     "flow": set(),
+    "timespec": {"errors"},
     "source": {"errors", "flow", "_pb"},
+    "hubble": {"errors", "flow", "source", "_pb"},
     "summary": {"flow"},
-    "cli": {"errors", "flow", "source", "summary"},
+    "identity": {"flow"},
+    "evidence": {"flow"},
+    "graph": {"evidence", "flow", "identity"},
+    "diagram": {"evidence", "graph", "identity"},
+    "store": {"errors", "graph"},
+    "session": {"evidence", "flow", "graph", "hubble", "source", "store", "summary"},
+    "cli": {
+        "errors",
+        "flow",
+        "source",
+        "summary",
+        "hubble",
+        "identity",
+        "graph",
+        "diagram",
+        "store",
+        "session",
+        "timespec",
+    },
 }
 # The pure core touches no network, files, clock or environment.
 IMPURE = {"os", "socket", "subprocess", "time", "grpc", "pathlib", "sys"}
-PURE = {"flow", "summary", "errors"}
+PURE = {"flow", "summary", "errors", "identity", "evidence", "graph", "diagram", "timespec"}
 
 
 def _imports(module: str) -> set[str]:

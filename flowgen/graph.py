@@ -1,0 +1,505 @@
+"""The communication graph: evidence flows aggregated into edges.
+
+An edge is (source peer, destination peer, protocol, destination port, L7
+attribute) plus what the evidence said about it (allowed, audit, denied with
+the drop reason). The graph is a pandas DataFrame with one row per edge, hour
+and observing node (`KEY`), carrying counts and first/last times (`VALUES`);
+every value merges by sum / min / max, so graphs from several runs, nodes or
+clusters add up by concatenating and grouping again (`merge`). `collapse`
+folds hours and nodes into one row per edge for reading; `edges` turns rows
+into typed `Edge` values.
+
+`GraphBuilder` turns flows into that frame. Per flow it decides whether the
+flow is evidence (flowgen.evidence), who both sides are (flowgen.identity),
+names world destinations by DNS, folds exploding HTTP paths, and counts a
+connection seen at both ends once. Rows are combined in a dict, then merged
+into the frame in batches, so memory follows the number of distinct edges,
+not the number of flows.
+
+pandas stays inside this module's functions: the frame is the exchange
+format with the store and the CLI; typed values are what the rest reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import pandas as pd
+
+from flowgen.evidence import L7, L7Kind, Skip, Use, classify, l7_of
+from flowgen.flow import Endpoint, Flow, L7Type
+from flowgen.identity import Entity, Peer, PeerKind, display_name, external_peer, peer_of
+
+# One row per (edge, hour, node). Strings are "" when not applicable.
+KEY = (
+    "hour",
+    "use",
+    "drop_reason",
+    "src_kind",
+    "src_cluster",
+    "src_ns",
+    "src_labels",
+    "src_name",
+    "dst_kind",
+    "dst_cluster",
+    "dst_ns",
+    "dst_labels",
+    "dst_name",
+    "protocol",
+    "port",
+    "l7",
+    "method",
+    "path",
+    "folded",
+    "node",
+)
+# flows: connections (or L7 requests), a connection seen at both ends counted
+# once; events: every evidence event; query: an HTTP request had a query string;
+# *_workload: a display name (owner or app label), not part of the identity.
+VALUES = ("flows", "events", "first", "last", "query", "src_workload", "dst_workload")
+COLUMNS = KEY + VALUES
+_AGG = {
+    "flows": "sum",
+    "events": "sum",
+    "first": "min",
+    "last": "max",
+    "query": "max",
+    "src_workload": "max",
+    "dst_workload": "max",
+}
+# Edge identity without the hour and node dimensions.
+EDGE_KEY = tuple(column for column in KEY if column not in ("hour", "node"))
+# Labels are joined with "," in the frame: Kubernetes label keys and values cannot contain it.
+LABEL_SEPARATOR = ","
+# The hour of a flow without a time (rare: field-masked exports).
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_DTYPE: Final = "datetime64[us, UTC]"
+_TIMES = ("hour", "first", "last")
+
+
+def empty() -> pd.DataFrame:
+    """A graph with no edges, with the columns and types every graph has."""
+    return _typed(pd.DataFrame({column: [] for column in COLUMNS}))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    types = {"port": "int32", "folded": "bool", "query": "bool", "flows": "int64", "events": "int64"}
+    frame = frame.astype({c: types.get(c, "str") for c in COLUMNS if c not in _TIMES})
+    for column in _TIMES:
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype(_TIME_DTYPE)
+    return frame[list(COLUMNS)]
+
+
+def merge(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Add graphs up: rows with the same key are combined (sum, min, max)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty()
+    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    grouped = combined.groupby(list(KEY), sort=False, dropna=False).agg(_AGG).reset_index()
+    return _typed(grouped)
+
+
+def since_filter(frame: pd.DataFrame, since: datetime | None) -> pd.DataFrame:
+    """Rows from hours that overlap [since, ...). Times are kept per hour, so the
+    window starts at the hour `since` falls in."""
+    if since is None or frame.empty:
+        return frame
+    start = pd.Timestamp(since.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+    return frame[frame["hour"] >= start]
+
+
+def namespace_filter(frame: pd.DataFrame, namespaces: Iterable[str]) -> pd.DataFrame:
+    """Edges with either end in one of the namespaces (all edges when none are given)."""
+    wanted = list(namespaces)
+    if not wanted or frame.empty:
+        return frame
+    return frame[frame["src_ns"].isin(wanted) | frame["dst_ns"].isin(wanted)]
+
+
+def collapse(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per edge: hours and nodes folded; `nodes` is the sorted, comma-joined
+    list of nodes that saw it. Rows are sorted, so the result is deterministic."""
+    columns = [*EDGE_KEY, *VALUES, "nodes"]
+    if frame.empty:
+        return pd.DataFrame({column: [] for column in columns})
+    nodes = frame.groupby(list(EDGE_KEY), dropna=False)["node"].agg(
+        lambda names: LABEL_SEPARATOR.join(sorted(set(names) - {""}))
+    )
+    values = frame.groupby(list(EDGE_KEY), dropna=False).agg(_AGG)
+    result = values.join(nodes.rename("nodes")).reset_index()
+    return result.sort_values(list(EDGE_KEY), kind="stable", ignore_index=True)[columns]
+
+
+def to_csv(collapsed: pd.DataFrame) -> str:
+    """A collapsed graph as CSV (times in RFC 3339, UTC)."""
+    text: str = collapsed.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One edge of the collapsed graph, as typed values."""
+
+    source: Peer
+    destination: Peer
+    protocol: str
+    # The destination port; the ICMP type for ICMP.
+    port: int
+    l7: L7
+    # The path is a pattern made when too many distinct paths were seen (see fold).
+    folded: bool
+    use: Use
+    drop_reason: str
+    flows: int
+    events: int
+    first: datetime
+    last: datetime
+    nodes: tuple[str, ...]
+    source_workload: str
+    destination_workload: str
+
+
+def _peer(row: dict[Any, Any], side: str) -> Peer:
+    labels = str(row[f"{side}_labels"])
+    return Peer(
+        PeerKind(str(row[f"{side}_kind"])),
+        cluster=str(row[f"{side}_cluster"]),
+        namespace=str(row[f"{side}_ns"]),
+        labels=tuple(labels.split(LABEL_SEPARATOR)) if labels else (),
+        name=str(row[f"{side}_name"]),
+    )
+
+
+def edges(collapsed: pd.DataFrame) -> list[Edge]:
+    """The rows of a collapsed graph as Edge values, in the frame's (sorted) order."""
+    result = []
+    for row in collapsed.to_dict("records"):
+        nodes = str(row["nodes"])
+        result.append(
+            Edge(
+                source=_peer(row, "src"),
+                destination=_peer(row, "dst"),
+                protocol=str(row["protocol"]),
+                port=int(row["port"]),
+                l7=L7(L7Kind(row["l7"]), str(row["method"]), str(row["path"]), bool(row["query"])),
+                folded=bool(row["folded"]),
+                use=Use(row["use"]),
+                drop_reason=str(row["drop_reason"]),
+                flows=int(row["flows"]),
+                events=int(row["events"]),
+                first=pd.Timestamp(row["first"]).to_pydatetime(),
+                last=pd.Timestamp(row["last"]).to_pydatetime(),
+                nodes=tuple(nodes.split(LABEL_SEPARATOR)) if nodes else (),
+                source_workload=str(row["src_workload"]),
+                destination_workload=str(row["dst_workload"]),
+            )
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Folding exploding HTTP paths
+
+# A path segment that is an id: a number, a UUID, a hex hash, or a long token with a digit.
+_ID_SEGMENT = re.compile(
+    r"^(?:\d+"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?=[^/]*\d)[0-9a-fA-F]{8,}"
+    r"|(?=[^/]*\d)[A-Za-z0-9_\-=.~%]{20,})$"
+)
+# Placeholders in folded paths. Hubble shows `{`, `}` in paths percent-encoded,
+# and folded paths are marked (Edge.folded), so they cannot be mistaken for raw ones.
+ID_PLACEHOLDER = "{id}"
+REST_PLACEHOLDER = "*"
+
+
+def path_template(path: str) -> str:
+    """The path with id-like segments replaced by `{id}`."""
+    return "/".join(ID_PLACEHOLDER if _ID_SEGMENT.match(segment) else segment for segment in path.split("/"))
+
+
+def path_prefix(path: str) -> str:
+    """The path's first segment followed by `/*` (anything below it)."""
+    first = path.lstrip("/").split("/", 1)[0]
+    return f"/{first}/{REST_PLACEHOLDER}" if first else f"/{REST_PLACEHOLDER}"
+
+
+@dataclass(slots=True)
+class _Paths:
+    raw: set[str] = field(default_factory=set)
+    templates: set[str] = field(default_factory=set)
+    prefixes: set[str] = field(default_factory=set)
+
+
+def _fold(seen: _Paths, path: str, bound: int) -> tuple[str, bool]:
+    """Keep up to `bound` distinct raw paths per edge; past that, fold new ones to
+    templates, then to prefixes, then to `/*`, each level bounded the same way."""
+    if path in seen.raw:
+        return path, False
+    if len(seen.raw) < bound:
+        seen.raw.add(path)
+        return path, False
+    for level, make in ((seen.templates, path_template), (seen.prefixes, path_prefix)):
+        folded = make(path)
+        if folded in level or len(level) < bound:
+            level.add(folded)
+            return folded, True
+    return f"/{REST_PLACEHOLDER}", True
+
+
+# ---------------------------------------------------------------------------
+# Building
+
+
+@dataclass
+class BuildReport:
+    """What the builder did with the flows it was given."""
+
+    flows: int = 0
+    evidence: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    # Evidence events describing a connection (or request) already counted.
+    repeated: int = 0
+    # World destinations named through a DNS answer the same client got earlier.
+    named_by_dns: int = 0
+    # (edge, pattern) -> requests whose path was folded into the pattern.
+    folded: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    # Distinct raw HTTP paths kept per edge before folding.
+    max_paths: int = 100
+    # Rows combined in memory before they are merged into the frame.
+    batch: int = 20_000
+    # Two sightings of one connection within this time are one (both ends, verdict + trace).
+    connection_window: timedelta = timedelta(seconds=30)
+    # Two sightings of one L7 request within this time are one (egress and ingress proxy).
+    request_window: timedelta = timedelta(seconds=1)
+    # A DNS answer names an address for its TTL plus this grace (the connection follows the lookup).
+    dns_grace: timedelta = timedelta(seconds=5)
+
+
+_CACHE_LIMIT = 100_000
+
+
+class _Row:
+    """The values of one key while a batch is combined in memory."""
+
+    __slots__ = ("destination_name", "events", "first", "flows", "last", "query", "source_name")
+
+    def __init__(self, flows: int, time: datetime, query: bool, source_name: str, destination_name: str) -> None:
+        self.flows, self.events, self.first, self.last = flows, 1, time, time
+        self.query, self.source_name, self.destination_name = query, source_name, destination_name
+
+    def add(self, flows: int, time: datetime, query: bool, source_name: str, destination_name: str) -> None:
+        self.flows += flows
+        self.events += 1
+        self.first = min(self.first, time)
+        self.last = max(self.last, time)
+        self.query = self.query or query
+        self.source_name = max(self.source_name, source_name)
+        self.destination_name = max(self.destination_name, destination_name)
+
+    def values(self) -> tuple[object, ...]:
+        return (self.flows, self.events, self.first, self.last, self.query, self.source_name, self.destination_name)
+
+
+class _Side:
+    """A peer with its display name and its frame columns, computed once per endpoint."""
+
+    __slots__ = ("columns", "name", "peer", "world")
+
+    def __init__(self, peer: Peer, name: str) -> None:
+        self.peer, self.name = peer, name
+        # The world entity is replaced per flow by an FQDN or CIDR peer.
+        self.world = peer == _WORLD
+        self.columns = (str(peer.kind), peer.cluster, peer.namespace, LABEL_SEPARATOR.join(peer.labels), peer.name)
+
+
+def _protocol_port(flow: Flow, attribute: L7) -> tuple[str, int]:
+    """The protocol name and the destination port (the ICMP type for ICMP)."""
+    l4 = flow.l4
+    protocol = l4.protocol if l4 is not None else None
+    if l4 is None or protocol is None:
+        # An L7 record without its L4 header: DNS goes over UDP, the rest over TCP.
+        return ("UDP" if attribute.kind is L7Kind.DNS else "TCP" if attribute.kind else ""), 0
+    icmp = l4.icmpv4 or l4.icmpv6
+    return str(protocol), icmp.type if icmp is not None else flow.destination_port
+
+
+_WORLD = Peer(PeerKind.ENTITY, name=Entity.WORLD)
+
+
+class GraphBuilder:
+    """Aggregates flows into a graph frame; `frame()` returns what was built so far."""
+
+    def __init__(self, options: BuildOptions | None = None) -> None:
+        self.options = options or BuildOptions()
+        self.report = BuildReport()
+        self._frame = empty()
+        self._rows: dict[tuple[object, ...], _Row] = {}
+        self._sides_seen: dict[tuple[object, ...], _Side] = {}
+        self._paths: dict[tuple[object, ...], _Paths] = {}
+        self._recent: dict[int, datetime] = {}
+        self._answers: dict[tuple[Peer, str], tuple[str, datetime]] = {}
+        self._latest = NO_TIME
+        self._recent_limit = self._answers_limit = _CACHE_LIMIT
+        self._hour = self._hour_end = NO_TIME
+
+    def add_all(self, flows: Iterable[Flow]) -> None:
+        for flow in flows:
+            self.add(flow)
+
+    def add(self, flow: Flow) -> Use | Skip:
+        """Take one flow into the graph; returns what it was counted as."""
+        report = self.report
+        report.flows += 1
+        time = flow.time or NO_TIME
+        self._latest = max(self._latest, time)
+        l7 = flow.l7
+        if l7 is not None and l7.dns is not None and l7.dns.ips and (flow.is_reply or l7.type is L7Type.RESPONSE):
+            self._remember_answer(flow, time)
+        use = classify(flow)
+        if isinstance(use, Skip):
+            report.skipped[use] += 1
+            return use
+        report.evidence[use] += 1
+        source, destination = self._sides(flow, time)
+        attribute = l7_of(flow)
+        protocol, port = _protocol_port(flow, attribute)
+        path, folded = attribute.path, False
+        if attribute.kind is L7Kind.HTTP:
+            path, folded = self._fold_path(source.peer, destination.peer, protocol, port, attribute)
+        first = self._first_sighting(flow, use, protocol, attribute, time)
+        if not first:
+            report.repeated += 1
+        if not self._hour <= time < self._hour_end:
+            self._hour = time.replace(minute=0, second=0, microsecond=0)
+            self._hour_end = self._hour + timedelta(hours=1)
+        key = (
+            self._hour,
+            str(use),
+            str(flow.drop_reason) if use is Use.DENIED else "",
+            *source.columns,
+            *destination.columns,
+            protocol,
+            port,
+            str(attribute.kind),
+            attribute.method,
+            path,
+            folded,
+            flow.node_name,
+        )
+        row = self._rows.get(key)
+        if row is None:
+            self._rows[key] = _Row(int(first), time, attribute.query, source.name, destination.name)
+            if len(self._rows) >= self.options.batch:
+                self._flush()
+        else:
+            row.add(int(first), time, attribute.query, source.name, destination.name)
+        return use
+
+    def _sides(self, flow: Flow, time: datetime) -> tuple[_Side, _Side]:
+        source = self._side(flow.source)
+        destination = self._side(flow.destination)
+        if source.world:
+            source = _Side(external_peer(flow.ip.source if flow.ip else ""), "")
+        if destination.world:
+            destination = _Side(self._world_destination(flow, source.peer, time), "")
+        return source, destination
+
+    def _fold_path(self, source: Peer, destination: Peer, protocol: str, port: int, attribute: L7) -> tuple[str, bool]:
+        base = (source, destination, protocol, port, attribute.method)
+        seen = self._paths.get(base)
+        if seen is None:
+            seen = self._paths[base] = _Paths()
+        path, folded = _fold(seen, attribute.path, self.options.max_paths)
+        if folded:
+            self.report.folded[(f"{source} -> {destination} {protocol}/{port} {attribute.method}", path)] += 1
+        return path, folded
+
+    def frame(self) -> pd.DataFrame:
+        """The graph built so far (KEY + VALUES columns)."""
+        self._flush()
+        return self._frame
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        batch = pd.DataFrame.from_records(
+            [key + row.values() for key, row in self._rows.items()], columns=list(COLUMNS)
+        )
+        self._rows = {}
+        self._frame = merge([self._frame, _typed(batch)])
+
+    def _side(self, endpoint: Endpoint) -> _Side:
+        # Keyed by what decides the peer and its name; cheaper to hash than the endpoint.
+        key = (endpoint.identity, endpoint.namespace, endpoint.cluster_name, endpoint.labels)
+        found = self._sides_seen.get(key)
+        if found is None:
+            if len(self._sides_seen) >= _CACHE_LIMIT:
+                self._sides_seen.clear()
+            peer = peer_of(endpoint)
+            found = self._sides_seen[key] = _Side(
+                peer, display_name(endpoint) if peer.kind is PeerKind.WORKLOAD else ""
+            )
+        return found
+
+    def _remember_answer(self, flow: Flow, time: datetime) -> None:
+        """A DNS answer names its addresses for the client it went to, for its TTL."""
+        assert flow.l7 is not None and flow.l7.dns is not None
+        dns = flow.l7.dns
+        client = self._side(flow.destination).peer
+        expires = time + timedelta(seconds=dns.ttl) + self.options.dns_grace
+        if len(self._answers) >= self._answers_limit:
+            self._answers = {k: v for k, v in self._answers.items() if v[1] >= self._latest}
+            self._answers_limit = max(_CACHE_LIMIT, 2 * len(self._answers))
+        for address in dns.ips:
+            self._answers[(client, address)] = (dns.query, expires)
+
+    def _world_destination(self, flow: Flow, client: Peer, time: datetime) -> Peer:
+        address = flow.ip.destination if flow.ip else ""
+        answer = self._answers.get((client, address))
+        answered = answer[0].rstrip(".").lower() if answer and (flow.time is None or time <= answer[1]) else ""
+        names = [name.rstrip(".").lower() for name in flow.destination_names]
+        if names:
+            return external_peer(address, answered if answered in names else min(names))
+        if answered:
+            self.report.named_by_dns += 1
+        return external_peer(address, answered)
+
+    def _first_sighting(self, flow: Flow, use: Use, protocol: str, attribute: L7, time: datetime) -> bool:
+        """False when the same connection (or L7 request) was already counted within its window."""
+        ip, l4 = flow.ip, flow.l4
+        ports = l4.ports if l4 is not None else None
+        # Only the key's 64-bit hash is kept: a collision (about 1 in 2**64 per pair)
+        # would merely count one connection too few, and the map stays small.
+        key = hash(
+            (
+                ip.source if ip else flow.source.pod_name,
+                ports.source_port if ports else 0,
+                ip.destination if ip else flow.destination.pod_name,
+                ports.destination_port if ports else 0,
+                protocol,
+                use,
+                attribute.kind,
+                attribute.method,
+                attribute.path,
+            )
+        )
+        window = self.options.request_window if attribute.kind else self.options.connection_window
+        last = self._recent.get(key)
+        self._recent[key] = time
+        if len(self._recent) >= self._recent_limit:
+            horizon = self._latest - max(self.options.connection_window, self.options.request_window)
+            self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
+            # Sweep again only when the map has doubled: amortized O(1) per flow.
+            self._recent_limit = max(_CACHE_LIMIT, 2 * len(self._recent))
+        return last is None or abs(time - last) > window or flow.time is None
