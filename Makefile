@@ -12,9 +12,11 @@ $(BIN)/flowgen: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## demo: install into .venv and run flowgen on the bundled demo capture
+## demo: install into .venv, observe the bundled demo capture into a fresh store, show the graph
 demo: $(BIN)/flowgen
-	$(BIN)/flowgen observe --input-file $(DEMO)
+	rm -rf out/demo-store
+	$(BIN)/flowgen observe --input-file $(DEMO) --store out/demo-store --output text
+	$(BIN)/flowgen graph --store out/demo-store
 
 ## check: lint, type check, tests and proto drift (what CI runs)
 check: lint types proto-check test
@@ -44,9 +46,11 @@ fixtures: $(BIN)/flowgen
 golden: $(BIN)/flowgen
 	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
 
-## bench: ingest benchmark; writes docs/performance.md
+## bench: ingest, live-stream and observe benchmarks; each writes its section of docs/performance.md
 bench: $(BIN)/flowgen
 	$(BIN)/python bench/ingest.py --lines 1000000 --write docs/performance.md
+	$(BIN)/python bench/observe.py --flows 200000 --write docs/performance.md
+	$(BIN)/python bench/aggregate.py --sizes 1000000,10000000 --write docs/performance.md
 
 ## e2e: kind + Cilium + Hubble Relay end-to-end check (skips without docker/kind/helm/kubectl; docs/e2e.md)
 e2e: $(BIN)/flowgen
