@@ -12,11 +12,14 @@ $(BIN)/flowgen: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## demo: install into .venv, observe the bundled demo capture into a fresh store, show the graph
+## demo: install into .venv; observe the demo capture into a fresh store, show the graph,
+## generate policies into out/demo-policies and verify them against the same flows
 demo: $(BIN)/flowgen
-	rm -rf out/demo-store
+	rm -rf out/demo-store out/demo-policies
 	$(BIN)/flowgen observe --input-file $(DEMO) --store out/demo-store --output text
 	$(BIN)/flowgen graph --store out/demo-store
+	$(BIN)/flowgen generate -A --default-deny --store out/demo-store --output out/demo-policies --report out/demo-report.md
+	$(BIN)/flowgen verify --policies out/demo-policies --store out/demo-store --exit-code
 
 ## check: lint, type check, tests and proto drift (what CI runs)
 check: lint types proto-check test
@@ -44,7 +47,7 @@ fixtures: $(BIN)/flowgen
 
 ## golden: rewrite the expected end-to-end outputs in fixtures/expected (review the diff)
 golden: $(BIN)/flowgen
-	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
+	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files
 
 ## bench: ingest, live-stream and observe benchmarks; each writes its section of docs/performance.md
 bench: $(BIN)/flowgen

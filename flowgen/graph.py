@@ -219,9 +219,14 @@ ID_PLACEHOLDER = "{id}"
 REST_PLACEHOLDER = "*"
 
 
+def is_id_segment(segment: str) -> bool:
+    """Whether a path segment looks like an id (number, UUID, hex hash, long token with a digit)."""
+    return _ID_SEGMENT.match(segment) is not None
+
+
 def path_template(path: str) -> str:
     """The path with id-like segments replaced by `{id}`."""
-    return "/".join(ID_PLACEHOLDER if _ID_SEGMENT.match(segment) else segment for segment in path.split("/"))
+    return "/".join(ID_PLACEHOLDER if is_id_segment(segment) else segment for segment in path.split("/"))
 
 
 def path_prefix(path: str) -> str:

@@ -24,6 +24,15 @@ ALLOWED = {
     "diagram": {"evidence", "graph", "identity"},
     "store": {"errors", "graph"},
     "session": {"evidence", "flow", "graph", "hubble", "source", "store", "summary"},
+    "policy": set(),
+    "render": {"errors", "policy"},
+    "synth": {"evidence", "graph", "identity", "policy"},
+    "engine": {"policy"},
+    "verify": {"engine", "evidence", "graph", "identity", "policy"},
+    "diff": {"engine", "evidence", "graph", "policy", "render", "verify"},
+    "report": {"diff", "synth", "verify"},
+    "folder": {"errors", "policy", "render"},
+    "cluster": {"errors", "policy", "render"},
     "cli": {
         "errors",
         "flow",
@@ -36,11 +45,36 @@ ALLOWED = {
         "store",
         "session",
         "timespec",
+        "policy",
+        "render",
+        "synth",
+        "engine",
+        "verify",
+        "diff",
+        "report",
+        "folder",
+        "cluster",
     },
 }
 # The pure core touches no network, files, clock or environment.
 IMPURE = {"os", "socket", "subprocess", "time", "grpc", "pathlib", "sys"}
-PURE = {"flow", "summary", "errors", "identity", "evidence", "graph", "diagram", "timespec"}
+PURE = {
+    "flow",
+    "summary",
+    "errors",
+    "identity",
+    "evidence",
+    "graph",
+    "diagram",
+    "timespec",
+    "policy",
+    "render",
+    "synth",
+    "engine",
+    "verify",
+    "diff",
+    "report",
+}
 
 
 def _imports(module: str) -> set[str]:

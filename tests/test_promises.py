@@ -1,0 +1,135 @@
+"""The product's promises, as properties over generated evidence:
+
+- every allowed request the policies were generated from is admitted by them
+  (replayed through the offline engine);
+- a request changed to something never observed (another port, method, path
+  or peer) is dropped, unless a documented generalization covers it;
+- the same evidence in any order, duplicated or not, gives the same policies.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowgen.engine import Engine
+from flowgen.evidence import L7, L7Kind, Use
+from flowgen.graph import Edge
+from flowgen.identity import Peer, PeerKind
+from flowgen.render import dump
+from flowgen.synth import Options, synthesize
+from flowgen.verify import request
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def workload(namespace: str, app: str) -> Peer:
+    return Peer(
+        PeerKind.WORKLOAD,
+        cluster="prod",
+        namespace=namespace,
+        labels=(f"k8s:app.kubernetes.io/name={app}", f"k8s:io.cilium.k8s.policy.serviceaccount={app}"),
+    )
+
+
+WORKLOADS = [workload(ns, app) for ns in ("shop", "data") for app in ("api", "web", "db", "worker")]
+DNS_SERVER = workload("kube-system", "coredns")
+OUTSIDE = [
+    Peer(PeerKind.FQDN, name="api.stripe.com"),
+    Peer(PeerKind.FQDN, name="hooks.slack.com"),
+    Peer(PeerKind.CIDR, name="198.51.100.7/32"),
+]
+PATHS = ["/api/v1/items", "/api/v1/items/123", "/healthz", "/orders/export"]
+METHODS = ["GET", "POST", "PUT"]
+
+
+NO_L7 = L7()
+
+
+def edge(source: Peer, destination: Peer, protocol: str, port: int, l7: L7 = NO_L7, *, flows: int = 3) -> Edge:
+    return Edge(
+        source=source,
+        destination=destination,
+        protocol=protocol,
+        port=port,
+        l7=l7,
+        folded=False,
+        use=Use.ALLOWED,
+        drop_reason="",
+        flows=flows,
+        events=flows,
+        first=T0,
+        last=T0 + timedelta(hours=2),
+        nodes=("prod/node-a",),
+        source_workload=source.labels[0].split("=")[1] if source.labels else "",
+        destination_workload=destination.labels[0].split("=")[1] if destination.labels else "",
+    )
+
+
+@st.composite
+def evidence(draw: st.DrawFn) -> list[Edge]:
+    edges: list[Edge] = []
+    for _ in range(draw(st.integers(1, 8))):
+        source = draw(st.sampled_from(WORKLOADS))
+        destination = draw(st.sampled_from([w for w in WORKLOADS if w != source] + OUTSIDE))
+        port = draw(st.sampled_from([80, 443, 5432, 8080, 9090]))
+        edges.append(edge(source, destination, "TCP", port))
+        if destination.kind is PeerKind.WORKLOAD and draw(st.booleans()):
+            for _ in range(draw(st.integers(1, 3))):
+                l7 = L7(L7Kind.HTTP, draw(st.sampled_from(METHODS)), draw(st.sampled_from(PATHS)), draw(st.booleans()))
+                edges.append(edge(source, destination, "TCP", port, l7))
+        if destination.kind is PeerKind.FQDN or draw(st.booleans()):
+            names = [destination.name] if destination.kind is PeerKind.FQDN else []
+            names += draw(st.lists(st.sampled_from(["db.data.svc.cluster.local", "api.shop.svc.cluster.local"])))
+            edges.append(edge(source, DNS_SERVER, "UDP", 53))
+            edges.extend(edge(source, DNS_SERVER, "UDP", 53, L7(L7Kind.DNS, "", name)) for name in names)
+    return edges
+
+
+def _admitted(edges: list[Edge], probe: Edge) -> bool:
+    proposal = synthesize(edges, [], Options())
+    return Engine(proposal.policies).decide(request(probe)).allowed
+
+
+@settings(max_examples=60, deadline=None)
+@given(evidence())
+def test_every_observed_request_is_admitted(edges: list[Edge]) -> None:
+    proposal = synthesize(edges, [], Options())
+    engine = Engine(proposal.policies)
+    refused = [e for e in edges if not engine.decide(request(e)).allowed]
+    assert refused == []
+    assert not engine.warnings
+
+
+@settings(max_examples=60, deadline=None)
+@given(evidence(), st.data())
+def test_unobserved_variations_are_dropped(edges: list[Edge], data: st.DataObject) -> None:
+    probe = data.draw(st.sampled_from([e for e in edges if e.port != 53]))
+    seen_ports = {e.port for e in edges if e.source == probe.source and e.destination == probe.destination}
+    assert not _admitted(edges, replace(probe, port=max(seen_ports) + 1, l7=L7())), "another port"
+    stranger = workload(probe.source.namespace, "stranger")
+    if probe.destination.kind is PeerKind.WORKLOAD:
+        assert not _admitted(edges, replace(probe, source=stranger)), "another peer"
+    if probe.l7.kind is L7Kind.HTTP:
+        seen = {
+            e.l7.method
+            for e in edges
+            if (e.source, e.destination, e.port) == (probe.source, probe.destination, probe.port)
+        }
+        other = next(m for m in ("DELETE", "PATCH", "HEAD") if m not in seen)
+        assert not _admitted(edges, replace(probe, l7=replace(probe.l7, method=other))), "another method"
+        assert not _admitted(edges, replace(probe, l7=replace(probe.l7, path="/never/seen"))), "another path"
+
+
+@settings(max_examples=30, deadline=None)
+@given(evidence(), st.randoms(use_true_random=False))
+def test_order_and_duplicates_do_not_change_the_policies(edges: list[Edge], rng: random.Random) -> None:
+    shuffled = edges + rng.sample(edges, k=len(edges) // 2)
+    rng.shuffle(shuffled)
+    again, first = synthesize(shuffled, [], Options()), synthesize(edges, [], Options())
+    assert again.policies == first.policies
+    assert dump(again.policies) == dump(first.policies)
