@@ -61,7 +61,9 @@ KEY = (
 # flows: connections (or L7 requests), a connection seen at both ends counted
 # once; events: every evidence event; query: an HTTP request had a query string;
 # *_workload: a display name (owner or app label), not part of the identity.
-VALUES = ("flows", "events", "first", "last", "query", "src_workload", "dst_workload")
+# *_nslabels: the namespace's labels as Cilium sees them (io.cilium.k8s.namespace.labels.*),
+# so policies that select peers by namespace label can be checked against the graph.
+VALUES = ("flows", "events", "first", "last", "query", "src_workload", "dst_workload", "src_nslabels", "dst_nslabels")
 COLUMNS = KEY + VALUES
 _AGG = {
     "flows": "sum",
@@ -71,6 +73,8 @@ _AGG = {
     "query": "max",
     "src_workload": "max",
     "dst_workload": "max",
+    "src_nslabels": "max",
+    "dst_nslabels": "max",
 }
 # Edge identity without the hour and node dimensions.
 EDGE_KEY = tuple(column for column in KEY if column not in ("hour", "node"))
@@ -163,6 +167,13 @@ class Edge:
     nodes: tuple[str, ...]
     source_workload: str
     destination_workload: str
+    # "k8s:io.cilium.k8s.namespace.labels.<key>=<value>" of each side's namespace.
+    source_namespace_labels: tuple[str, ...] = ()
+    destination_namespace_labels: tuple[str, ...] = ()
+
+
+def _split(joined: str) -> tuple[str, ...]:
+    return tuple(joined.split(LABEL_SEPARATOR)) if joined else ()
 
 
 def _peer(row: dict[Any, Any], side: str) -> Peer:
@@ -198,6 +209,8 @@ def edges(collapsed: pd.DataFrame) -> list[Edge]:
                 nodes=tuple(nodes.split(LABEL_SEPARATOR)) if nodes else (),
                 source_workload=str(row["src_workload"]),
                 destination_workload=str(row["dst_workload"]),
+                source_namespace_labels=_split(str(row["src_nslabels"])),
+                destination_namespace_labels=_split(str(row["dst_nslabels"])),
             )
         )
     return result
@@ -292,37 +305,56 @@ class BuildOptions:
 
 
 _CACHE_LIMIT = 100_000
+_NSLABEL = "k8s:io.cilium.k8s.namespace.labels."
 
 
 class _Row:
     """The values of one key while a batch is combined in memory."""
 
-    __slots__ = ("destination_name", "events", "first", "flows", "last", "query", "source_name")
+    __slots__ = ("destination", "events", "first", "flows", "last", "query", "source")
 
-    def __init__(self, flows: int, time: datetime, query: bool, source_name: str, destination_name: str) -> None:
+    def __init__(self, flows: int, time: datetime, query: bool, source: _Side, destination: _Side) -> None:
         self.flows, self.events, self.first, self.last = flows, 1, time, time
-        self.query, self.source_name, self.destination_name = query, source_name, destination_name
+        self.query, self.source, self.destination = (
+            query,
+            (source.name, source.nslabels),
+            (
+                destination.name,
+                destination.nslabels,
+            ),
+        )
 
-    def add(self, flows: int, time: datetime, query: bool, source_name: str, destination_name: str) -> None:
+    def add(self, flows: int, time: datetime, query: bool, source: _Side, destination: _Side) -> None:
         self.flows += flows
         self.events += 1
         self.first = min(self.first, time)
         self.last = max(self.last, time)
         self.query = self.query or query
-        self.source_name = max(self.source_name, source_name)
-        self.destination_name = max(self.destination_name, destination_name)
+        self.source = max(self.source, (source.name, source.nslabels))
+        self.destination = max(self.destination, (destination.name, destination.nslabels))
 
     def values(self) -> tuple[object, ...]:
-        return (self.flows, self.events, self.first, self.last, self.query, self.source_name, self.destination_name)
+        (source, source_ns), (destination, destination_ns) = self.source, self.destination
+        return (
+            self.flows,
+            self.events,
+            self.first,
+            self.last,
+            self.query,
+            source,
+            destination,
+            source_ns,
+            destination_ns,
+        )
 
 
 class _Side:
     """A peer with its display name and its frame columns, computed once per endpoint."""
 
-    __slots__ = ("columns", "name", "peer", "world")
+    __slots__ = ("columns", "name", "nslabels", "peer", "world")
 
-    def __init__(self, peer: Peer, name: str) -> None:
-        self.peer, self.name = peer, name
+    def __init__(self, peer: Peer, name: str, nslabels: str = "") -> None:
+        self.peer, self.name, self.nslabels = peer, name, nslabels
         # The world entity is replaced per flow by an FQDN or CIDR peer.
         self.world = peer == _WORLD
         self.columns = (str(peer.kind), peer.cluster, peer.namespace, LABEL_SEPARATOR.join(peer.labels), peer.name)
@@ -404,11 +436,11 @@ class GraphBuilder:
         )
         row = self._rows.get(key)
         if row is None:
-            self._rows[key] = _Row(int(first), time, attribute.query, source.name, destination.name)
+            self._rows[key] = _Row(int(first), time, attribute.query, source, destination)
             if len(self._rows) >= self.options.batch:
                 self._flush()
         else:
-            row.add(int(first), time, attribute.query, source.name, destination.name)
+            row.add(int(first), time, attribute.query, source, destination)
         return use
 
     def _sides(self, flow: Flow, time: datetime) -> tuple[_Side, _Side]:
@@ -446,15 +478,21 @@ class GraphBuilder:
 
     def _side(self, endpoint: Endpoint) -> _Side:
         # Keyed by what decides the peer and its name; cheaper to hash than the endpoint.
-        key = (endpoint.identity, endpoint.namespace, endpoint.cluster_name, endpoint.labels)
+        key = (endpoint.identity, endpoint.namespace, endpoint.cluster_name, endpoint.labels, endpoint.pod_name)
         found = self._sides_seen.get(key)
         if found is None:
             if len(self._sides_seen) >= _CACHE_LIMIT:
                 self._sides_seen.clear()
             peer = peer_of(endpoint)
-            found = self._sides_seen[key] = _Side(
-                peer, display_name(endpoint) if peer.kind is PeerKind.WORKLOAD else ""
-            )
+            if peer.kind is PeerKind.WORKLOAD:
+                name = display_name(endpoint)
+            elif peer.kind is PeerKind.ENTITY and endpoint.pod_name:
+                # A host-network pod: the node's identity, but Hubble still names the pod.
+                name = f"{endpoint.namespace}/{display_name(endpoint)}"
+            else:
+                name = ""
+            nslabels = LABEL_SEPARATOR.join(sorted(label for label in endpoint.labels if label.startswith(_NSLABEL)))
+            found = self._sides_seen[key] = _Side(peer, name, nslabels)
         return found
 
     def _remember_answer(self, flow: Flow, time: datetime) -> None:

@@ -24,6 +24,7 @@ _TITLES = {
     NoteKind.AUDIT: "Audit-mode evidence",
     NoteKind.OPEN: "Directions left unrestricted",
     NoteKind.WORLD_INGRESS: "Ingress from the internet",
+    NoteKind.HOST_NETWORK: "Host-network pods",
 }
 
 

@@ -45,6 +45,8 @@ SCHEMA_VERSION = 1
 RUNS = "observations"
 _META_KEY = b"flowgen"
 _TMP_SUFFIX = ".tmp"
+# Value columns newer than the first store files, and what older files mean for them.
+_ADDED_LATER = {"src_nslabels": "", "dst_nslabels": ""}
 # Temporary files older than this are left-overs of a killed writer.
 _STALE_SECONDS = 3600.0
 
@@ -129,10 +131,13 @@ class Store:
             if int(str(meta.get("schema", 0))) > SCHEMA_VERSION:
                 raise StoreError(f"{path} was written by a newer flowgen (store schema {meta['schema']}); upgrade")
             missing = set(COLUMNS) - set(table.column_names)
-            if missing:
+            if missing - set(_ADDED_LATER):
                 problems.append((path, f"not a flowgen graph (missing {', '.join(sorted(missing))})"))
                 continue
-            frame = since_filter(table.to_pandas(), since)
+            frame = table.to_pandas()
+            for column in missing:
+                frame[column] = _ADDED_LATER[column]
+            frame = since_filter(frame, since)
             frames.append(frame)
             runs.append(RunInfo(str(meta.get("run", path.stem)), path, table.num_rows, meta))
         return Loaded(merge(frames), runs, problems)

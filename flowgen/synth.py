@@ -115,6 +115,7 @@ class NoteKind(enum.StrEnum):
     AUDIT = "audit-evidence"
     OPEN = "direction-open"
     WORLD_INGRESS = "world-ingress"
+    HOST_NETWORK = "host-network-pod"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -815,6 +816,14 @@ def synthesize(edges: Sequence[Edge], namespaces: Iterable[str], options: Option
     if options.clusterwide:
         policies.extend(_clusterwide(synth))
     for edge in edges:
+        for peer, name in ((edge.source, edge.source_workload), (edge.destination, edge.destination_workload)):
+            if peer.kind is PeerKind.ENTITY and peer.name == Entity.HOST and name:
+                synth.note(
+                    NoteKind.HOST_NETWORK,
+                    name,
+                    "a host-network pod: its traffic carries the node's identity, so no pod policy can select it "
+                    "(it needs a host policy); its peers' rules name the host entity",
+                )
         if edge.use is Use.DENIED and (not wanted or wanted & {edge.source.namespace, edge.destination.namespace}):
             synth.note(
                 NoteKind.DENIED,

@@ -25,11 +25,11 @@ SAMPLE_ID = "1"
 SAMPLE_REST = "x"
 
 
-def party(peer: Peer) -> Party:
-    """How the engine sees a graph peer."""
+def party(peer: Peer, namespace_labels: tuple[str, ...] = ()) -> Party:
+    """How the engine sees a graph peer (with its namespace's labels, for namespace-label selectors)."""
     if peer.kind is PeerKind.WORKLOAD:
         labels = []
-        for label in peer.labels:
+        for label in (*peer.labels, *namespace_labels):
             source, key, value = split_label(label)
             labels.append((f"{source or 'k8s'}:{key}", value))
         labels.append((NAMESPACE_KEY, peer.namespace))
@@ -67,7 +67,9 @@ def request(edge: Edge) -> Request:
         l7 = L7Request("kafka", method=edge.l7.method, topic=edge.l7.path)
     else:
         l7 = L7Request()
-    return Request(party(edge.source), party(edge.destination), edge.protocol, edge.port, l7)
+    source = party(edge.source, edge.source_namespace_labels)
+    destination = party(edge.destination, edge.destination_namespace_labels)
+    return Request(source, destination, edge.protocol, edge.port, l7)
 
 
 def describe_l7(edge: Edge) -> str:

@@ -147,6 +147,18 @@ API_FROM_FRONTEND = cnp(
             id="ports-only-is-l3-wildcard",
         ),
         pytest.param(
+            [
+                cnp(
+                    "shop",
+                    {"app": "api"},
+                    ingress=(PeerRule(endpoints=(Selector.of({"k8s:io.cilium.k8s.namespace.labels.team": "obs"}),)),),
+                )
+            ],
+            req(pod("monitoring", "prometheus", **{"io.cilium.k8s.namespace.labels.team": "obs"}), API),
+            True,
+            id="namespace-label-selector-crosses-namespaces",
+        ),
+        pytest.param(
             [cnp("shop", {"app": "api"}, ingress=(PeerRule(entities=("world",), to_ports=(tcp(8080),)),))],
             req(world(), API),
             True,

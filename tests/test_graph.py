@@ -501,3 +501,16 @@ def test_order_and_duplicates_do_not_change_the_graph(rng: random.Random, copies
     strip = [(e.source, e.destination, e.port, e.l7, e.flows, e.first, e.last) for e in reference]
     assert [(e.source, e.destination, e.port, e.l7, e.flows, e.first, e.last) for e in again] == strip
     assert [e.events for e in again] == [e.events * copies for e in reference]
+
+
+def test_host_network_pods_and_namespace_labels_are_kept() -> None:
+    node_exporter = Endpoint(
+        identity=1, namespace="monitoring", labels=("reserved:host",), pod_name="node-exporter-x7k2p"
+    )
+    builder = _build([tcp_flow(FRONTEND, node_exporter, 9100), tcp_flow(FRONTEND, API, 8080, src_port=40001)])
+    found = {e.destination.kind: e for e in edges(collapse(builder.frame()))}
+    host = found[PeerKind.ENTITY]
+    assert host.destination == Peer(PeerKind.ENTITY, name="host")
+    assert host.destination_workload == "monitoring/node-exporter"
+    api = found[PeerKind.WORKLOAD]
+    assert api.destination_namespace_labels == ("k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop",)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -155,3 +156,14 @@ def test_killed_mid_write_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     assert loaded.problems == []
     assert [r.meta["n"] for r in loaded.runs] == [1]
     assert edges(collapse(loaded.frame)) == edges(collapse(_demo_frame()))
+
+
+def test_files_from_before_namespace_labels_still_load(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    frame = _demo_frame().drop(columns=["src_nslabels", "dst_nslabels"])
+    runs = tmp_path / "observations"
+    runs.mkdir()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), runs / "old.parquet")
+    loaded = store.load()
+    assert loaded.problems == []
+    assert all(e.source_namespace_labels == () for e in edges(collapse(loaded.frame)))
