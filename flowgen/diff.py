@@ -70,7 +70,7 @@ class Comparison:
         return bool(self.needed or self.unused or any(f.status != "unchanged" for f in self.files))
 
 
-def _entries(policies: Iterable[Policy], namespaces: set[str]) -> list[tuple[str, PeerRule]]:
+def allow_entries(policies: Iterable[Policy], namespaces: set[str]) -> list[tuple[str, PeerRule]]:
     """Every allow entry of the existing policies in scope, named as the engine names them."""
     found = []
     for policy in policies:
@@ -166,7 +166,9 @@ def compare(
     wanted = set(namespaces)
     engine = Engine(existing, version=version)
     checked = verify(edges, engine, wanted)
-    unused = [Unused(name, _summary(entry)) for name, entry in _entries(existing, wanted) if not checked.used.get(name)]
+    unused = [
+        Unused(name, _summary(entry)) for name, entry in allow_entries(existing, wanted) if not checked.used.get(name)
+    ]
     denied = []
     for edge in edges:
         if edge.use is not Use.DENIED:

@@ -1,5 +1,7 @@
 """The product's promises, as properties over generated evidence:
 
+- every rule of the generated policies is backed by observed evidence (some
+  observed request is allowed by it);
 - every allowed request the policies were generated from is admitted by them
   (replayed through the offline engine);
 - a request changed to something never observed (another port, method, path
@@ -22,7 +24,8 @@ from flowgen.graph import Edge
 from flowgen.identity import Peer, PeerKind
 from flowgen.render import dump
 from flowgen.synth import Options, synthesize
-from flowgen.verify import request
+from flowgen.diff import allow_entries
+from flowgen.verify import request, verify
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -133,3 +136,12 @@ def test_order_and_duplicates_do_not_change_the_policies(edges: list[Edge], rng:
     again, first = synthesize(shuffled, [], Options()), synthesize(edges, [], Options())
     assert again.policies == first.policies
     assert dump(again.policies) == dump(first.policies)
+
+
+@settings(max_examples=60, deadline=None)
+@given(evidence())
+def test_every_rule_is_backed_by_evidence(edges: list[Edge]) -> None:
+    proposal = synthesize(edges, [], Options())
+    used = verify(edges, Engine(proposal.policies)).used
+    rules = [name for name, _entry in allow_entries(proposal.policies, set())]
+    assert rules and [name for name in rules if not used.get(name)] == []
