@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowgen.diff import allow_entries
 from flowgen.engine import Engine
 from flowgen.evidence import L7, L7Kind, Use
 from flowgen.graph import Edge
 from flowgen.identity import Peer, PeerKind
 from flowgen.render import dump
 from flowgen.synth import Options, synthesize
-from flowgen.diff import allow_entries
 from flowgen.verify import request, verify
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
