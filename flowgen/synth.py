@@ -374,6 +374,11 @@ class _Synth:
         self.options = options
         self.notes: set[Note] = set()
         self.edges = [e for e in edges if e.use in _ALLOWED]
+        self.by_source: dict[Peer, list[Edge]] = defaultdict(list)
+        self.by_destination: dict[Peer, list[Edge]] = defaultdict(list)
+        for edge in self.edges:
+            self.by_source[edge.source].append(edge)
+            self.by_destination[edge.destination].append(edge)
         workloads = [p for e in edges for p in (e.source, e.destination) if p.kind is PeerKind.WORKLOAD]
         self.selectors = _Selectors.build(workloads)
         self.dns_servers = self._dns_servers()
@@ -429,8 +434,8 @@ class _Synth:
                 "its labels also match another observed workload of the namespace; the policy selects both",
             )
         total = _Evidence()
-        egress_edges = [e for e in self.edges if e.source == subject]
-        ingress_edges = [e for e in self.edges if e.destination == subject]
+        egress_edges = self.by_source.get(subject, [])
+        ingress_edges = self.by_destination.get(subject, [])
         for edge in egress_edges + ingress_edges:
             total.add(edge)
         egress = self._egress(subject, egress_edges)
