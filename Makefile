@@ -41,13 +41,14 @@ proto: $(BIN)/flowgen
 proto-check: $(BIN)/flowgen
 	$(BIN)/python scripts/genproto.py --check
 
-## fixtures: rewrite the demo capture from its script (review the diff)
+## fixtures: rewrite the demo and scenario captures from their scripts (review the diff)
 fixtures: $(BIN)/flowgen
 	$(BIN)/python fixtures/make_demo.py > $(DEMO)
+	$(BIN)/python fixtures/make_scenarios.py fixtures/flows/scenarios
 
 ## golden: rewrite the expected end-to-end outputs in fixtures/expected (review the diff)
 golden: $(BIN)/flowgen
-	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files
+	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files tests/test_scenarios.py
 
 ## bench: ingest, live-stream and observe benchmarks; each writes its section of docs/performance.md
 bench: $(BIN)/flowgen

@@ -48,7 +48,8 @@ def _run(mode: str, address: str) -> None:
     import grpc  # noqa: PLC0415 - imported in the child only
 
     from flowgen._pb.observer import observer_pb2  # noqa: PLC0415
-    from flowgen.hubble import Connection, Query, Received, RelayStream, flows_request  # noqa: PLC0415
+    from flowgen.dialing import Connection  # noqa: PLC0415
+    from flowgen.hubble import Query, Received, RelayStream, flows_request  # noqa: PLC0415
 
     query = Query(follow=False)
     count = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-# grpc reads this once, when first imported (by flowgen.hubble below): without it,
+# grpc reads this once, when first imported (by flowgen.dialing below): without it,
 # grpc's own INFO lines ("Handshake failed ...") clutter stderr next to flowgen's messages.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
@@ -31,15 +31,15 @@ from rich.table import Table
 from flowgen import __version__
 from flowgen.cluster import cluster_cilium_version, cluster_policies
 from flowgen.diagram import dot, mermaid, peer_label, several_clusters
+from flowgen.dialing import Connection
 from flowgen.diff import compare
 from flowgen.engine import Engine
 from flowgen.engine import Mode as EngineMode
 from flowgen.errors import FlowgenError, InputError, UsageError
 from flowgen.folder import read_policies, write_policies
 from flowgen.graph import BuildOptions, Edge, GraphBuilder, collapse, edges, namespace_filter, to_csv
-from flowgen.hubble import Connected, Connection, Event, Lost, NodeStatus, Query, Reconnecting, RelayStream
+from flowgen.hubble import Connected, Event, Lost, NodeStatus, Query, Reconnecting, RelayStream
 from flowgen.identity import Peer
-from flowgen.policy import validate
 from flowgen.render import dump
 from flowgen.report import (
     comparison_json,
@@ -56,6 +56,7 @@ from flowgen.store import Store, new_run_id
 from flowgen.summary import FlowSummary
 from flowgen.synth import L7Mode, Note, Options, Proposal, WorldMode, synthesize
 from flowgen.timespec import parse_duration, parse_since, parse_time
+from flowgen.validation import validate
 from flowgen.verify import verify as run_verify
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ StoreOption = Annotated[
     typer.Option(
         "--store",
         envvar="FLOWGEN_STORE",
-        help="Observation store directory [default: flowgen/store under the user data directory].",
+        help="Observation store directory (default: flowgen/store under the user data directory).",
         show_default=False,
     ),
 ]

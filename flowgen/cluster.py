@@ -7,8 +7,8 @@ import shutil
 import subprocess
 
 from flowgen.errors import FlowgenError
+from flowgen.parsing import parse
 from flowgen.policy import Policy
-from flowgen.render import parse
 
 _TAG = re.compile(r":v?(\d+)\.(\d+)\.\d+")
 

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flowgen.errors import InputError
+from flowgen.parsing import parse
 from flowgen.policy import Kind, Policy
-from flowgen.render import dump, parse
+from flowgen.render import dump
 
 KUSTOMIZATION = "kustomization.yaml"
 # The first line of every file flowgen writes; files starting with it may be replaced or removed.

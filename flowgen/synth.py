@@ -33,22 +33,18 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from urllib.parse import unquote
 
-from publicsuffixlist import PublicSuffixList
-
+from flowgen.baseline import any_name_dns_rule, clusterwide, default_deny
 from flowgen.evidence import L7Kind, Use
-from flowgen.graph import ID_PLACEHOLDER, REST_PLACEHOLDER, Edge, is_id_segment
+from flowgen.graph import Edge
 from flowgen.identity import SERVICEACCOUNT_LABEL, Entity, Peer, PeerKind, split_label
+from flowgen.patterns import Selectors, collapse_names, collapse_paths, kafka_rules, path_regex, policy_name
 from flowgen.policy import (
     CLUSTER_KEY,
     MANAGED_BY,
     NAMESPACE_KEY,
-    EnableDefaultDeny,
-    FQDNSelector,
     HTTPRule,
     ICMPField,
-    KafkaRule,
     Kind,
     L4Protocol,
     L7Rules,
@@ -134,187 +130,12 @@ class Proposal:
     notes: tuple[Note, ...]
 
 
-_PSL = PublicSuffixList()
 _ALLOWED = frozenset({Use.ALLOWED, Use.AUDIT})
-# Preferred selector keys (ref §9.3 step 5), then the other labels, then the service account.
-_PREFERRED: tuple[str, ...] = (
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/component",
-    "app",
-    "k8s-app",
-    "name",
-    "component",
-)
 _EXPRESSIBLE_ENTITIES = frozenset(
     {Entity.HOST, Entity.REMOTE_NODE, Entity.KUBE_APISERVER, Entity.INGRESS, Entity.WORLD}
 )
-# Kafka api keys covered by a role (ref §7.4).
-_PRODUCE = frozenset({"produce"})
-_CONSUME = frozenset({"fetch", "offsets", "offsetcommit", "offsetfetch", "findcoordinator", "joingroup"})
-_CONSUME |= frozenset({"heartbeat", "leavegroup", "syncgroup"})
-_ROLE_FREE = frozenset({"metadata", "apiversions"})
-# Characters Hubble shows percent-encoded in a path while Envoy matches them raw (ref hubble-api.md §7).
-_ENCODED_BY_HUBBLE = frozenset("|^{}\\ ")
-_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _MAX_PORTS = 40
 _SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
-_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
-
-
-# ---------------------------------------------------------------------------
-# Selectors
-
-
-def _selector_key(label_key: str, source: str) -> str:
-    """Plain keys for the pod's own labels (they mean any:, which matches k8s:),
-    k8s:-prefixed keys for the ones Cilium injects, as Cilium's examples write them."""
-    if label_key.startswith("io.cilium.k8s.") or source not in ("k8s", ""):
-        return f"{source or 'k8s'}:{label_key}"
-    return label_key
-
-
-@dataclass(slots=True)
-class _Selectors:
-    """The smallest stable label set that selects each workload among the observed
-    workloads of its namespace (greedy over the preferred keys)."""
-
-    by_peer: dict[Peer, dict[str, str]] = field(default_factory=dict)
-    ambiguous: set[Peer] = field(default_factory=set)
-
-    @staticmethod
-    def build(workloads: Iterable[Peer]) -> _Selectors:
-        result = _Selectors()
-        by_namespace: dict[tuple[str, str], list[Peer]] = defaultdict(list)
-        for peer in sorted(set(workloads)):
-            by_namespace[(peer.cluster, peer.namespace)].append(peer)
-        for peers in by_namespace.values():
-            labelled = {p: _labels(p) for p in peers}
-            for peer, labels in labelled.items():
-                others = [other for o, other in labelled.items() if o != peer]
-                chosen: dict[str, str] = {}
-                for key in _ordered_keys(labels):
-                    chosen[key] = labels[key][1]
-                    if not any(_matches(chosen, other) for other in others):
-                        break
-                else:
-                    # Every label used and another workload still matches: its labels are a superset.
-                    if any(_matches(chosen, other) for other in others):
-                        result.ambiguous.add(peer)
-                result.by_peer[peer] = {
-                    _selector_key(key, labels[key][0]): value for key, value in sorted(chosen.items())
-                }
-        return result
-
-
-def _labels(peer: Peer) -> dict[str, tuple[str, str]]:
-    """key -> (source, value) of a workload's labels."""
-    result = {}
-    for label in peer.labels:
-        source, key, value = split_label(label)
-        result[key] = (source, value)
-    return result
-
-
-def _ordered_keys(labels: dict[str, tuple[str, str]]) -> list[str]:
-    preferred = [key for key in _PREFERRED if key in labels]
-    rest = sorted(key for key in labels if key not in _PREFERRED and key != SERVICEACCOUNT_LABEL)
-    last = [SERVICEACCOUNT_LABEL] if SERVICEACCOUNT_LABEL in labels else []
-    return preferred + rest + last
-
-
-def _matches(chosen: dict[str, str], labels: dict[str, tuple[str, str]]) -> bool:
-    return all(key in labels and labels[key][1] == value for key, value in chosen.items())
-
-
-# ---------------------------------------------------------------------------
-# Names
-
-
-def collapse_names(names: Iterable[str], threshold: int) -> tuple[list[FQDNSelector], dict[str, int]]:
-    """Exact names as matchName; past `threshold` names under one parent, that parent
-    as `*.parent` (never at a public suffix). Returns the selectors and the collapsed
-    patterns with how many names each replaced."""
-    unique = sorted(set(names))
-    by_parent: dict[str, list[str]] = defaultdict(list)
-    for name in unique:
-        _first, _, parent = name.partition(".")
-        by_parent[parent].append(name)
-    selectors: list[FQDNSelector] = []
-    collapsed: dict[str, int] = {}
-    for parent, members in sorted(by_parent.items()):
-        if len(members) > threshold and "." in parent and not _PSL.is_public(parent):
-            pattern = f"*.{parent}"
-            selectors.append(FQDNSelector(match_pattern=pattern))
-            collapsed[pattern] = len(members)
-        else:
-            selectors.extend(FQDNSelector(match_name=name) for name in members)
-    return sorted(selectors), collapsed
-
-
-def policy_name(display: str) -> str:
-    """`flowgen-<workload>` as a DNS-1123 subdomain label."""
-    cleaned = _NAME_CHARS.sub("-", display.lower()).strip("-") or "workload"
-    return f"flowgen-{cleaned}"[:253].rstrip("-")
-
-
-# ---------------------------------------------------------------------------
-# HTTP paths
-
-
-def _literal(segment: str) -> str:
-    """A path segment as an RE2 literal; characters Hubble shows percent-encoded
-    also match in their raw form, because Envoy matches the raw path."""
-    out, last = [], 0
-    for match in _PERCENT_RUN.finditer(segment):
-        out.append(re.escape(segment[last : match.start()]))
-        encoded = match.group(0)
-        decoded = unquote(encoded)
-        if decoded != encoded and (any(c in _ENCODED_BY_HUBBLE for c in decoded) or not decoded.isascii()):
-            out.append(f"(?:{re.escape(encoded)}|{re.escape(decoded)})")
-        else:
-            out.append(re.escape(encoded))
-        last = match.end()
-    out.append(re.escape(segment[last:]))
-    return "".join(out)
-
-
-def path_regex(path: str, *, folded: bool, query: bool) -> str:
-    """An anchored path regex for an observed (or folded) path: id-like segments
-    become `[^/]+`, literal parts are escaped, and `(\\?.*)?` is added when a query
-    string was seen (Envoy matches the path with its query, ref §7.2)."""
-    segments = path.split("/")
-    parts = []
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if (folded and segment == ID_PLACEHOLDER) or is_id_segment(segment):
-            parts.append("[^/]+")
-        elif folded and last and segment == REST_PLACEHOLDER:
-            parts.append(".*")
-        else:
-            parts.append(_literal(segment))
-    regex = "/".join(parts)
-    return regex + (r"(\?.*)?" if query else "")
-
-
-def _collapse_paths(paths: dict[str, bool], threshold: int) -> tuple[dict[str, bool], dict[str, int]]:
-    """path regex -> query seen. Past `threshold` distinct regexes, regexes sharing a
-    first segment collapse into `/<segment>(/.*)?`; returns the collapsed prefixes too."""
-    if len(paths) <= threshold:
-        return paths, {}
-    groups: dict[str, list[str]] = defaultdict(list)
-    for regex in paths:
-        groups[regex.lstrip("/").split("/", 1)[0]].append(regex)
-    result: dict[str, bool] = {}
-    collapsed: dict[str, int] = {}
-    for first, members in groups.items():
-        if len(members) > 1 and first and first != "[^/]+":
-            regex = f"/{first}(/.*)?" + (r"(\?.*)?" if any(paths[m] for m in members) else "")
-            result[regex] = False
-            collapsed[regex] = len(members)
-        else:
-            result.update({m: paths[m] for m in members})
-    return result, collapsed
 
 
 # ---------------------------------------------------------------------------
@@ -380,7 +201,7 @@ class _Synth:
             self.by_source[edge.source].append(edge)
             self.by_destination[edge.destination].append(edge)
         workloads = [p for e in edges for p in (e.source, e.destination) if p.kind is PeerKind.WORKLOAD]
-        self.selectors = _Selectors.build(workloads)
+        self.selectors = Selectors.build(workloads)
         self.dns_servers = self._dns_servers()
         self.names: dict[Peer, str] = {}
         for e in edges:
@@ -619,7 +440,7 @@ class _Synth:
                     sum(e.flows for e in kafka),
                 )
                 return None
-            return L7Rules(kafka=_kafka(kafka))
+            return L7Rules(kafka=kafka_rules(kafka))
         return None
 
     def _http(self, subject: Peer, where: str, edges: list[Edge]) -> tuple[HTTPRule, ...]:
@@ -639,7 +460,7 @@ class _Synth:
                 )
         rules: list[HTTPRule] = []
         for method, paths in sorted(by_method.items()):
-            kept, collapsed = _collapse_paths(paths, self.options.path_collapse)
+            kept, collapsed = collapse_paths(paths, self.options.path_collapse)
             for prefix, count in sorted(collapsed.items()):
                 self.note(
                     NoteKind.COLLAPSED_PATHS,
@@ -758,20 +579,6 @@ def _is_dns(edge: Edge) -> bool:
     return edge.l7.kind is L7Kind.DNS or (edge.port == DNS_PORT and edge.protocol in ("UDP", "TCP"))
 
 
-def _kafka(edges: list[Edge]) -> tuple[KafkaRule, ...]:
-    """Roles where the observed api keys fit one (ref §7.4), api keys otherwise; per topic."""
-    rules: set[KafkaRule] = set()
-    for edge in edges:
-        key, topic = edge.l7.method.lower(), edge.l7.path
-        if key in _PRODUCE:
-            rules.add(KafkaRule(role="produce", topic=topic))
-        elif key in _CONSUME:
-            rules.add(KafkaRule(role="consume", topic=topic))
-        elif key not in _ROLE_FREE or not topic:
-            rules.add(KafkaRule(api_key=key, topic=topic))
-    return tuple(sorted(rules))
-
-
 def _fallback_name(peer: Peer) -> str:
     for label in peer.labels:
         _source, key, value = split_label(label)
@@ -849,25 +656,16 @@ def synthesize(edges: Sequence[Edge], namespaces: Iterable[str], options: Option
     return Proposal(tuple(ordered), tuple(sorted(synth.notes)))
 
 
-def _dns_peer_rule(synth: _Synth, subject: Peer | None) -> PeerRule | None:
+def _dns_servers_rule(synth: _Synth, subject: Peer | None) -> PeerRule | None:
     if not synth.dns_servers:
         return None
-    return PeerRule(
-        endpoints=tuple(sorted(synth.selector(server, subject) for server in sorted(synth.dns_servers))),
-        to_ports=(
-            PortRule(
-                (PortProtocol(str(DNS_PORT), L4Protocol.UDP), PortProtocol(str(DNS_PORT), L4Protocol.TCP)),
-                L7Rules(dns=(FQDNSelector(match_pattern="*"),)),
-            ),
-        ),
-        comment="DNS to the cluster DNS, any name (lookups only; connections still need their own rules)",
-    )
+    return any_name_dns_rule([synth.selector(server, subject) for server in sorted(synth.dns_servers)])
 
 
 def _default_deny(synth: _Synth, namespaces: list[str]) -> list[Policy]:
     policies = []
     for namespace in namespaces:
-        dns = _dns_peer_rule(synth, Peer(PeerKind.WORKLOAD, namespace=namespace))
+        dns = _dns_servers_rule(synth, Peer(PeerKind.WORKLOAD, namespace=namespace))
         if dns is None:
             synth.note(
                 NoteKind.NO_DNS_SERVER,
@@ -882,58 +680,16 @@ def _default_deny(synth: _Synth, namespaces: list[str]) -> list[Policy]:
                 "the default-deny policy lets every pod of the namespace resolve any name (Cilium's DNS proxy "
                 "needs a DNS rule for every pod); connections to those names still need their own rules",
             )
-        # Egress default deny only when DNS can stay allowed: from this policy, or from the
-        # cluster-wide baseline (--clusterwide), which then carries the DNS rule.
-        egress: tuple[PeerRule, ...] | None = None
-        if dns is not None:
-            egress = (PeerRule(),) if synth.options.clusterwide else (dns,)
         policies.append(
-            Policy(
-                Kind.CNP,
-                "flowgen-default-deny",
-                namespace,
-                (Rule(endpoint_selector=Selector(), ingress=(PeerRule(),), egress=egress),),
-                labels=(MANAGED_BY,),
-                header=(
-                    f"Generated by flowgen: default deny for namespace {namespace}"
-                    + ("" if dns is None else ", DNS to the cluster DNS still allowed")
-                    + ".",
-                    f"Regenerate: {synth.options.command}",
-                ),
-            )
+            default_deny(namespace, dns, dns_elsewhere=synth.options.clusterwide, command=synth.options.command)
         )
     return policies
 
 
 def _clusterwide(synth: _Synth) -> list[Policy]:
-    """Baselines as CiliumClusterwideNetworkPolicies that switch no default deny on
-    (enableDefaultDeny false, Cilium 1.16+)."""
     if synth.options.version < (1, 16):
         raise ValueError("cluster-wide baselines need enableDefaultDeny, which Cilium has from 1.16 on")
-    open_both = EnableDefaultDeny(ingress=False, egress=False)
-    policies = []
-    dns = _dns_peer_rule(synth, None)
-    header = f"Regenerate: {synth.options.command}"
-    if dns is not None:
-        policies.append(
-            Policy(
-                Kind.CCNP,
-                "flowgen-baseline-dns",
-                specs=(Rule(endpoint_selector=Selector(), egress=(dns,), enable_default_deny=open_both),),
-                labels=(MANAGED_BY,),
-                header=("Generated by flowgen: every pod may use the cluster DNS (no default deny).", header),
-            )
-        )
-    else:
+    dns = _dns_servers_rule(synth, None)
+    if dns is None:
         synth.note(NoteKind.NO_DNS_SERVER, "cluster", "no cluster DNS was seen: no DNS baseline generated")
-    probes = PeerRule(entities=(str(Entity.HOST),), comment="kubelet probes and other traffic from the node")
-    policies.append(
-        Policy(
-            Kind.CCNP,
-            "flowgen-baseline-host",
-            specs=(Rule(endpoint_selector=Selector(), ingress=(probes,), enable_default_deny=open_both),),
-            labels=(MANAGED_BY,),
-            header=("Generated by flowgen: every pod may be reached from its node (no default deny).", header),
-        )
-    )
-    return policies
+    return clusterwide(dns, command=synth.options.command)

@@ -17,11 +17,11 @@ from google.protobuf import json_format
 from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2
 from flowgen._pb.relay import relay_pb2
+from flowgen.dialing import Connection, server_status
 from flowgen.errors import RelayError
 from flowgen.hubble import (
     FIELD_MASK,
     Connected,
-    Connection,
     Event,
     Idle,
     Lost,
@@ -32,7 +32,6 @@ from flowgen.hubble import (
     RelayStream,
     _RecentFlows,
     flows_request,
-    server_status,
 )
 from flowgen.source import flow_from_proto
 from tests.conftest import DEMO

@@ -1,4 +1,4 @@
-"""policy.validate: one row per thing the API server or the Cilium agent rejects, message word for word."""
+"""validation.validate: one row per thing the API server or the Cilium agent rejects, message word for word."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from flowgen.policy import (
     Requirement,
     Rule,
     Selector,
-    validate,
 )
+from flowgen.validation import validate
 
 APP = Selector.of({"app": "api"})
 TCP, UDP, ANY = L4Protocol.TCP, L4Protocol.UDP, L4Protocol.ANY

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowgen.errors import InputError
+from flowgen.parsing import parse
 from flowgen.policy import (
     ENTITIES,
     ICMP_TYPE_NAMES,
@@ -34,9 +35,9 @@ from flowgen.policy import (
     Requirement,
     Rule,
     Selector,
-    validate,
 )
-from flowgen.render import comment_lines, dump, parse, to_document
+from flowgen.render import comment_lines, dump, to_document
+from flowgen.validation import validate
 from tests.crd import crd_errors
 
 APP = Selector.of({"app": "api"})
