@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from flowgen.policy import (
+    KAFKA_ROLE_KEYS,
     NAMESPACE_KEY,
     Direction,
     FQDNSelector,
@@ -65,25 +66,6 @@ UNMODELLED = (
 )
 _NAMESPACE = "io.kubernetes.pod.namespace"
 _NAMESPACE_LABELS = "io.cilium.k8s.namespace.labels."
-# Kafka roles (ref §7.4).
-_ROLE_KEYS = {
-    "produce": frozenset({"produce", "metadata", "apiversions"}),
-    "consume": frozenset(
-        {
-            "fetch",
-            "offsets",
-            "metadata",
-            "offsetcommit",
-            "offsetfetch",
-            "findcoordinator",
-            "joingroup",
-            "heartbeat",
-            "leavegroup",
-            "syncgroup",
-            "apiversions",
-        }
-    ),
-}
 _ICMP_NAMES = {
     ("IPv4", "EchoReply"): 0,
     ("IPv4", "DestinationUnreachable"): 3,
@@ -344,7 +326,7 @@ def _http_matches(rule: HTTPRule, request: L7Request) -> bool:
 
 def _kafka_matches(rule: KafkaRule, request: L7Request) -> bool:
     key = request.method.lower()
-    if rule.role and key not in _ROLE_KEYS.get(rule.role.lower(), frozenset()):
+    if rule.role and key not in KAFKA_ROLE_KEYS.get(rule.role.lower(), frozenset()):
         return False
     if rule.api_key and rule.api_key.lower() != key:
         return False

@@ -32,7 +32,7 @@ from typing import Any, Final
 import pandas as pd
 
 from flowgen.evidence import L7, L7Kind, Skip, Use, classify, l7_of
-from flowgen.flow import Endpoint, Flow, L7Type
+from flowgen.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, TrafficDirection
 from flowgen.identity import Entity, Peer, PeerKind, display_name, external_peer, peer_of
 
 # One row per (edge, hour, node). Strings are "" when not applicable.
@@ -63,7 +63,20 @@ KEY = (
 # *_workload: a display name (owner or app label), not part of the identity.
 # *_nslabels: the namespace's labels as Cilium sees them (io.cilium.k8s.namespace.labels.*),
 # so policies that select peers by namespace label can be checked against the graph.
-VALUES = ("flows", "events", "first", "last", "query", "src_workload", "dst_workload", "src_nslabels", "dst_nslabels")
+# delivered: sightings that show the request got past the destination's ingress
+# (a trace into the pod, an ingress verdict or proxy); 0 means egress-side evidence only.
+VALUES = (
+    "flows",
+    "events",
+    "first",
+    "last",
+    "query",
+    "src_workload",
+    "dst_workload",
+    "src_nslabels",
+    "dst_nslabels",
+    "delivered",
+)
 COLUMNS = KEY + VALUES
 _AGG = {
     "flows": "sum",
@@ -75,6 +88,7 @@ _AGG = {
     "dst_workload": "max",
     "src_nslabels": "max",
     "dst_nslabels": "max",
+    "delivered": "sum",
 }
 # Edge identity without the hour and node dimensions.
 EDGE_KEY = tuple(column for column in KEY if column not in ("hour", "node"))
@@ -92,7 +106,14 @@ def empty() -> pd.DataFrame:
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    types = {"port": "int32", "folded": "bool", "query": "bool", "flows": "int64", "events": "int64"}
+    types = {
+        "port": "int32",
+        "folded": "bool",
+        "query": "bool",
+        "flows": "int64",
+        "events": "int64",
+        "delivered": "int64",
+    }
     frame = frame.astype({c: types.get(c, "str") for c in COLUMNS if c not in _TIMES})
     for column in _TIMES:
         frame[column] = pd.to_datetime(frame[column], utc=True).astype(_TIME_DTYPE)
@@ -170,6 +191,27 @@ class Edge:
     # "k8s:io.cilium.k8s.namespace.labels.<key>=<value>" of each side's namespace.
     source_namespace_labels: tuple[str, ...] = ()
     destination_namespace_labels: tuple[str, ...] = ()
+    # Some sighting showed the request past the destination's ingress (see VALUES).
+    delivered: bool = True
+
+
+def settle(found: Sequence[Edge]) -> tuple[list[Edge], list[Edge]]:
+    """Split allowed evidence into what stands and what a policy drop contradicts: an
+    allowed edge seen only on the egress side (its destination never showed it arriving)
+    whose source, destination, protocol and port also have policy-denied drops was dropped
+    at the destination, so it is not evidence for an allow."""
+    denied = {(e.source, e.destination, e.protocol, e.port) for e in found if e.use is Use.DENIED}
+    kept, contradicted = [], []
+    for edge in found:
+        if (
+            edge.use is not Use.DENIED
+            and not edge.delivered
+            and ((edge.source, edge.destination, edge.protocol, edge.port) in denied)
+        ):
+            contradicted.append(edge)
+        else:
+            kept.append(edge)
+    return kept, contradicted
 
 
 def _split(joined: str) -> tuple[str, ...]:
@@ -211,6 +253,7 @@ def edges(collapsed: pd.DataFrame) -> list[Edge]:
                 destination_workload=str(row["dst_workload"]),
                 source_namespace_labels=_split(str(row["src_nslabels"])),
                 destination_namespace_labels=_split(str(row["dst_nslabels"])),
+                delivered=int(row["delivered"]) > 0,
             )
         )
     return result
@@ -311,22 +354,20 @@ _NSLABEL = "k8s:io.cilium.k8s.namespace.labels."
 class _Row:
     """The values of one key while a batch is combined in memory."""
 
-    __slots__ = ("destination", "events", "first", "flows", "last", "query", "source")
+    __slots__ = ("delivered", "destination", "events", "first", "flows", "last", "query", "source")
 
-    def __init__(self, flows: int, time: datetime, query: bool, source: _Side, destination: _Side) -> None:
-        self.flows, self.events, self.first, self.last = flows, 1, time, time
-        self.query, self.source, self.destination = (
-            query,
-            (source.name, source.nslabels),
-            (
-                destination.name,
-                destination.nslabels,
-            ),
-        )
+    def __init__(self, time: datetime, source: _Side, destination: _Side) -> None:
+        self.flows = self.events = self.delivered = 0
+        self.first = self.last = time
+        self.query = False
+        self.source = (source.name, source.nslabels)
+        self.destination = (destination.name, destination.nslabels)
 
-    def add(self, flows: int, time: datetime, query: bool, source: _Side, destination: _Side) -> None:
+    def add(self, flows: int, time: datetime, query: bool, delivered: bool, sides: tuple[_Side, _Side]) -> None:
+        source, destination = sides
         self.flows += flows
         self.events += 1
+        self.delivered += delivered
         self.first = min(self.first, time)
         self.last = max(self.last, time)
         self.query = self.query or query
@@ -345,6 +386,7 @@ class _Row:
             destination,
             source_ns,
             destination_ns,
+            self.delivered,
         )
 
 
@@ -358,6 +400,24 @@ class _Side:
         # The world entity is replaced per flow by an FQDN or CIDR peer.
         self.world = peer == _WORLD
         self.columns = (str(peer.kind), peer.cluster, peer.namespace, LABEL_SEPARATOR.join(peer.labels), peer.name)
+
+
+def _delivered(flow: Flow, use: Use, destination: Peer) -> bool:
+    """Whether this sighting shows the request passed the destination's ingress: a trace
+    into the pod, an ingress policy verdict or ingress proxy record. Egress-side sightings
+    (from-endpoint traces, egress verdicts) do not: the destination may still drop it.
+    Destinations outside the cluster have no ingress of their own."""
+    if use is Use.DENIED:
+        return False
+    if destination.kind is not PeerKind.WORKLOAD:
+        return True
+    if flow.traffic_direction is TrafficDirection.INGRESS:
+        return True
+    event = flow.event_type.type if flow.event_type is not None else None
+    if event == EventType.TRACE:
+        return flow.observation_point is ObservationPoint.TO_ENDPOINT
+    # Without a direction or a trace point (field-masked exports) nothing says it stopped early.
+    return flow.traffic_direction is TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN and event is None
 
 
 def _protocol_port(flow: Flow, attribute: L7) -> tuple[str, int]:
@@ -436,11 +496,10 @@ class GraphBuilder:
         )
         row = self._rows.get(key)
         if row is None:
-            self._rows[key] = _Row(int(first), time, attribute.query, source, destination)
-            if len(self._rows) >= self.options.batch:
-                self._flush()
-        else:
-            row.add(int(first), time, attribute.query, source, destination)
+            row = self._rows[key] = _Row(time, source, destination)
+        row.add(int(first), time, attribute.query, _delivered(flow, use, destination.peer), (source, destination))
+        if len(self._rows) >= self.options.batch:
+            self._flush()
         return use
 
     def _sides(self, flow: Flow, time: datetime) -> tuple[_Side, _Side]:

@@ -225,11 +225,11 @@ def external_peer(ip: str, name: str = "") -> Peer:
     if name:
         return Peer(PeerKind.FQDN, name=name.rstrip(".").lower())
     if not ip:
-        return Peer(PeerKind.ENTITY, name=Entity.WORLD)
+        return Peer(PeerKind.ENTITY, name=str(Entity.WORLD))
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        return Peer(PeerKind.ENTITY, name=Entity.WORLD)
+        return Peer(PeerKind.ENTITY, name=str(Entity.WORLD))
     return Peer(PeerKind.CIDR, name=f"{address}/{address.max_prefixlen}")
 
 
@@ -239,7 +239,7 @@ def peer_of(endpoint: Endpoint) -> Peer:
     flow's address and names (see external_peer)."""
     entity = entity_of(endpoint)
     if entity is not None:
-        return Peer(PeerKind.ENTITY, name=entity)
+        return Peer(PeerKind.ENTITY, name=str(entity))
     namespace = endpoint.namespace or label_value(endpoint.labels, NAMESPACE_LABEL)
     if not namespace:
         return UNKNOWN

@@ -24,7 +24,7 @@ from publicsuffixlist import PublicSuffixList
 
 from flowgen.graph import ID_PLACEHOLDER, REST_PLACEHOLDER, Edge, is_id_segment
 from flowgen.identity import SERVICEACCOUNT_LABEL, Peer, split_label
-from flowgen.policy import FQDNSelector, KafkaRule
+from flowgen.policy import KAFKA_ROLE_KEYS, FQDNSelector, KafkaRule
 
 _PSL = PublicSuffixList()
 # Preferred selector keys (ref §9.3 step 5), then the other labels, then the service account.
@@ -41,7 +41,6 @@ _PREFERRED: tuple[str, ...] = (
 _PRODUCE = frozenset({"produce"})
 _CONSUME = frozenset({"fetch", "offsets", "offsetcommit", "offsetfetch", "findcoordinator", "joingroup"})
 _CONSUME |= frozenset({"heartbeat", "leavegroup", "syncgroup"})
-_ROLE_FREE = frozenset({"metadata", "apiversions"})
 # Characters Hubble shows percent-encoded in a path while Envoy matches them raw (ref hubble-api.md §7).
 _ENCODED_BY_HUBBLE = frozenset("|^{}\\ ")
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
@@ -204,14 +203,26 @@ def collapse_paths(paths: dict[str, bool], threshold: int) -> tuple[dict[str, bo
 
 
 def kafka_rules(edges: list[Edge]) -> tuple[KafkaRule, ...]:
-    """Roles where the observed api keys fit one (ref §7.4), api keys otherwise; per topic."""
-    rules: set[KafkaRule] = set()
+    """Per topic, the role whose data calls were observed (produce; fetch and the consumer
+    calls for consume); every other request must be covered by such a role rule (metadata
+    for that topic, or a call that names no topic, since Cilium checks topics only for
+    requests that carry them), else it becomes an api-key rule, never a bare role
+    (which would allow every topic)."""
+    role_topics: dict[str, set[str]] = {"produce": set(), "consume": set()}
+    others: set[tuple[str, str]] = set()
     for edge in edges:
         key, topic = edge.l7.method.lower(), edge.l7.path
-        if key in _PRODUCE:
-            rules.add(KafkaRule(role="produce", topic=topic))
-        elif key in _CONSUME:
-            rules.add(KafkaRule(role="consume", topic=topic))
-        elif key not in _ROLE_FREE or not topic:
+        role = "produce" if key in _PRODUCE else "consume" if key in _CONSUME else ""
+        if role and topic:
+            role_topics[role].add(topic)
+        else:
+            others.add((key, topic))
+    rules = {KafkaRule(role=role, topic=topic) for role, topics in role_topics.items() for topic in topics}
+    for key, topic in others:
+        covered = any(
+            key in KAFKA_ROLE_KEYS[role] and (topic in topics if topic else bool(topics))
+            for role, topics in role_topics.items()
+        )
+        if not covered:
             rules.add(KafkaRule(api_key=key, topic=topic))
     return tuple(sorted(rules))

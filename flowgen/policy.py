@@ -32,6 +32,27 @@ CLUSTER_KEY = "k8s:io.cilium.k8s.policy.cluster"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "flowgen")
 
 
+# The Kafka api keys each role stands for (Cilium's role expansion, ref cilium-policy.md §7.4).
+KAFKA_ROLE_KEYS = {
+    "produce": frozenset({"produce", "metadata", "apiversions"}),
+    "consume": frozenset(
+        {
+            "fetch",
+            "offsets",
+            "metadata",
+            "offsetcommit",
+            "offsetfetch",
+            "findcoordinator",
+            "joingroup",
+            "heartbeat",
+            "leavegroup",
+            "syncgroup",
+            "apiversions",
+        }
+    ),
+}
+
+
 class Kind(enum.StrEnum):
     CNP = "CiliumNetworkPolicy"
     CCNP = "CiliumClusterwideNetworkPolicy"

@@ -46,7 +46,7 @@ RUNS = "observations"
 _META_KEY = b"flowgen"
 _TMP_SUFFIX = ".tmp"
 # Value columns newer than the first store files, and what older files mean for them.
-_ADDED_LATER = {"src_nslabels": "", "dst_nslabels": ""}
+_ADDED_LATER: dict[str, object] = {"src_nslabels": "", "dst_nslabels": "", "delivered": 1}
 # Temporary files older than this are left-overs of a killed writer.
 _STALE_SECONDS = 3600.0
 

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 from flowgen.baseline import any_name_dns_rule, clusterwide, default_deny
 from flowgen.evidence import L7Kind, Use
-from flowgen.graph import Edge
+from flowgen.graph import Edge, settle
 from flowgen.identity import SERVICEACCOUNT_LABEL, Entity, Peer, PeerKind, split_label
 from flowgen.patterns import Selectors, collapse_names, collapse_paths, kafka_rules, path_regex, policy_name
 from flowgen.policy import (
@@ -147,20 +147,28 @@ class _Evidence:
     """Counts behind a rule: connections (L3/L4 evidence) and L7 requests are counted
     apart, because one connection usually carries both kinds of evidence."""
 
-    connections: int = 0
-    requests: int = 0
     first: datetime | None = None
     last: datetime | None = None
     nodes: set[str] = field(default_factory=set)
+    # Flows per (peers, port, L7): an audited connection is also seen as forwarded, a separate
+    # edge with the same flows; counting the largest keeps it one connection.
+    _counts: dict[tuple[object, ...], tuple[bool, int]] = field(default_factory=dict)
 
     def add(self, edge: Edge) -> None:
-        if edge.l7.kind is L7Kind.NONE:
-            self.connections += edge.flows
-        else:
-            self.requests += edge.flows
+        key = (edge.source, edge.destination, edge.protocol, edge.port, edge.l7)
+        _l7, flows = self._counts.get(key, (False, 0))
+        self._counts[key] = (edge.l7.kind is not L7Kind.NONE, max(flows, edge.flows))
         self.first = edge.first if self.first is None else min(self.first, edge.first)
         self.last = edge.last if self.last is None else max(self.last, edge.last)
         self.nodes.update(edge.nodes)
+
+    @property
+    def connections(self) -> int:
+        return sum(flows for l7, flows in self._counts.values() if not l7)
+
+    @property
+    def requests(self) -> int:
+        return sum(flows for l7, flows in self._counts.values() if l7)
 
     @property
     def flows(self) -> int:
@@ -194,7 +202,8 @@ class _Synth:
     def __init__(self, edges: Sequence[Edge], options: Options) -> None:
         self.options = options
         self.notes: set[Note] = set()
-        self.edges = [e for e in edges if e.use in _ALLOWED]
+        # Evidence a policy drop contradicts (sent, then dropped at the destination) allows nothing.
+        self.edges = [e for e in settle(edges)[0] if e.use in _ALLOWED]
         self.by_source: dict[Peer, list[Edge]] = defaultdict(list)
         self.by_destination: dict[Peer, list[Edge]] = defaultdict(list)
         for edge in self.edges:
@@ -257,7 +266,8 @@ class _Synth:
         total = _Evidence()
         egress_edges = self.by_source.get(subject, [])
         ingress_edges = self.by_destination.get(subject, [])
-        for edge in egress_edges + ingress_edges:
+        # An edge inside one workload (pod to pod of a StatefulSet) is both; count it once.
+        for edge in {id(e): e for e in egress_edges + ingress_edges}.values():
             total.add(edge)
         egress = self._egress(subject, egress_edges)
         ingress = self._ingress(subject, ingress_edges)
@@ -363,7 +373,7 @@ class _Synth:
         if peer.kind is PeerKind.WORKLOAD:
             target = {"endpoints": (self.selector(peer, subject),)}
         elif peer.kind is PeerKind.ENTITY and peer.name in _EXPRESSIBLE_ENTITIES:
-            target = {"entities": (peer.name,)}
+            target = {"entities": (str(peer.name),)}
             if peer.name == Entity.HOST and not egress:
                 self.note(
                     NoteKind.HOST,
@@ -436,7 +446,7 @@ class _Synth:
                     NoteKind.KAFKA,
                     self.label(subject),
                     f"{where}: Kafka rules were removed in Cilium 1.20; allowed at L4 only "
-                    f"(topics seen: {', '.join(sorted({e.l7.path for e in kafka}))})",
+                    f"(topics seen: {', '.join(sorted({e.l7.path for e in kafka} - {''})) or 'none'})",
                     sum(e.flows for e in kafka),
                 )
                 return None

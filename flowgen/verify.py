@@ -16,7 +16,7 @@ from datetime import datetime
 
 from flowgen.engine import Decision, Engine, L7Request, Party, Request
 from flowgen.evidence import L7Kind, Use
-from flowgen.graph import ID_PLACEHOLDER, REST_PLACEHOLDER, Edge
+from flowgen.graph import ID_PLACEHOLDER, REST_PLACEHOLDER, Edge, settle
 from flowgen.identity import Peer, PeerKind, split_label
 from flowgen.policy import CLUSTER_KEY, NAMESPACE_KEY
 
@@ -137,7 +137,7 @@ def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()
     """Replay the allowed evidence (edges touching `namespaces`, all when empty)."""
     wanted = set(namespaces)
     result = Verification()
-    for edge in edges:
+    for edge in settle(edges)[0]:
         if edge.use not in (Use.ALLOWED, Use.AUDIT):
             continue
         if wanted and not wanted & {edge.source.namespace, edge.destination.namespace}:

@@ -43,51 +43,12 @@ def _load_script() -> Any:
 SCRIPT = _load_script()
 CASES: list[str] = sorted(SCRIPT.CASES)
 
-# Known flowgen bugs the scenarios show. Each reason says what flowgen writes and what it should.
-WORLD_CRASH = (
-    "flowgen generate crashes (yaml RepresenterError: cannot represent <Entity.WORLD: 'world'>) when outside "
-    "clients reach a port from --world-clients or more addresses: synth._outside_ingress builds the peer with "
-    "name=Entity.WORLD (a StrEnum) and render passes it to yaml as is; it should write fromEntities: [world]"
-)
-DENIED_ALLOWED = (
-    "a connection denied at the server's ingress (POLICY_DENIED drops on the server's node) becomes allow rules: "
-    "the client's node traced the SYN leaving (FROM_ENDPOINT, FORWARDED), which counts as allowed evidence, so "
-    "data/flowgen-postgres allows ingress from shop/frontend on 5432 and shop/flowgen-frontend egress to it, while "
-    "the policy-denied note says 'not allowed'; a connection a policy dropped should give no allow on either side"
-)
-DENIED_REPLAYED = (
-    "flowgen verify replays the denied connection's FROM_ENDPOINT trace (counted as allowed evidence) as an "
-    "allowed request, so the correct policies, which do not allow shop/frontend -> data/postgres TCP/5432, "
-    "show it as a drop"
-)
-KAFKA_ANY_TOPIC = (
-    "consumer-group calls that name no topic (findcoordinator, joingroup, heartbeat) become a bare "
-    "'role: consume' with no topic, which lets the consumer fetch every topic; Cilium ignores the topic for api "
-    "keys that carry none, so 'role: consume, topic: orders' alone covers them (and the 1.20 note lists an "
-    "empty topic: 'topics seen: , orders')"
-)
-SELF_COUNTED_TWICE = (
-    "traffic between the pods of one workload is counted twice in its evidence (once as egress, once as "
-    "ingress): the little-evidence note says '15 connections' for data/cassandra, which had 9, and so leaves out "
-    "'fewer than 10 flows'"
-)
-AUDIT_COUNTED_TWICE = (
-    "an audited connection is counted twice, once as 'allowed' (its FORWARDED trace events) and once as "
-    "'audit' (its AUDIT verdicts): the little-evidence notes say '6 connections' for legacy/reporting and "
-    "legacy/warehouse, which had 3"
-)
+# Known flowgen bugs the scenarios show, each with what flowgen writes and what it should.
+# (None today: the five the scenarios found are fixed.)
 # Golden files that hold what flowgen should write, not what it writes today.
-WRONG_FILES = {
-    ("denied-drops", "data.flowgen-postgres.yaml"): DENIED_ALLOWED,
-    ("denied-drops", "shop.flowgen-frontend.yaml"): DENIED_ALLOWED,
-    ("denied-drops", "report.md"): DENIED_ALLOWED,
-    ("kafka", "data.flowgen-kafka.yaml"): KAFKA_ANY_TOPIC,
-    ("kafka", "shop.flowgen-notifier.yaml"): KAFKA_ANY_TOPIC,
-    ("statefulset", "report.md"): SELF_COUNTED_TWICE,
-    ("audit-mode", "report.md"): AUDIT_COUNTED_TWICE,
-}
+WRONG_FILES: dict[tuple[str, str], str] = {}
 # Cases flowgen cannot generate at all today (their golden files are written by hand).
-BROKEN_CASES = {"world-no-names": WORLD_CRASH}
+BROKEN_CASES: dict[str, str] = {}
 
 
 def _cases(broken: dict[str, str] = BROKEN_CASES) -> list[Any]:
@@ -195,7 +156,7 @@ def test_generated_policies_drop_no_observed_request(case: str, generated: Calla
     assert report["drops"] == [] and report["requests"] > 0
 
 
-@pytest.mark.parametrize("case", _cases({"denied-drops": DENIED_REPLAYED}))
+@pytest.mark.parametrize("case", _cases())
 def test_golden_policies_drop_no_observed_request(case: str) -> None:
     """The golden files, hand-written ones included, admit every allowed request of their capture."""
     report = _verify(EXPECTED / case, case)
@@ -308,7 +269,6 @@ def test_kafka_producer_gets_role_produce_per_topic(generated: Callable[[str], G
     assert _kafka(out, "data", "flowgen-kafka", "ingress", "orders") == produce
 
 
-@pytest.mark.xfail(strict=True, reason=KAFKA_ANY_TOPIC)
 def test_kafka_consumer_gets_role_consume_for_its_topic_only(generated: Callable[[str], Generated]) -> None:
     out = generated("kafka")
     assert _kafka(out, "shop", "flowgen-notifier", "egress", "kafka") == [{"role": "consume", "topic": "orders"}]
@@ -382,7 +342,6 @@ def test_kube_apiserver_is_an_entity_both_ways(generated: Callable[[str], Genera
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=WORLD_CRASH)
 def test_world_without_names_gives_cidrs_world_for_the_public_port_and_cidrs_for_partners(
     generated: Callable[[str], Generated],
 ) -> None:
@@ -416,7 +375,6 @@ def test_denied_drops_are_listed_in_the_report(generated: Callable[[str], Genera
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=DENIED_ALLOWED)
 def test_denied_drops_get_no_allow_rule(generated: Callable[[str], Generated]) -> None:
     out = generated("denied-drops")
     postgres = _entries(_policy(out, "data", "flowgen-postgres"), "ingress")
