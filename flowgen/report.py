@@ -25,6 +25,8 @@ _TITLES = {
     NoteKind.OPEN: "Directions left unrestricted",
     NoteKind.WORLD_INGRESS: "Ingress from the internet",
     NoteKind.HOST_NETWORK: "Host-network pods",
+    NoteKind.DNS_SERVER: "DNS servers opened to the cluster",
+    NoteKind.SYSTEM: "System namespaces left out",
 }
 
 

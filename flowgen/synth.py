@@ -112,6 +112,8 @@ class NoteKind(enum.StrEnum):
     OPEN = "direction-open"
     WORLD_INGRESS = "world-ingress"
     HOST_NETWORK = "host-network-pod"
+    DNS_SERVER = "dns-server"
+    SYSTEM = "system-namespace"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -355,6 +357,9 @@ class _Synth:
     def _ingress(self, subject: Peer, edges: list[Edge]) -> list[PeerRule]:
         rules: list[PeerRule] = []
         outside: list[Edge] = []
+        if subject in self.dns_servers:
+            rules.extend(self._dns_server_ingress(subject, [e for e in edges if _is_dns(e)]))
+            edges = [e for e in edges if not _is_dns(e)]
         for peer, peer_edges in self._by_peer(edges, "source").items():
             if peer.kind is PeerKind.CIDR or peer == Peer(PeerKind.ENTITY, name=Entity.WORLD):
                 outside.extend(peer_edges)
@@ -362,6 +367,36 @@ class _Synth:
             rules.extend(self._peer_rule(subject, peer, peer_edges, egress=False))
         rules.extend(self._outside_ingress(subject, outside))
         return rules
+
+    def _dns_server_ingress(self, subject: Peer, edges: list[Edge]) -> list[PeerRule]:
+        """The cluster DNS answers every pod, not only the clients a window happened to show:
+        its DNS ports are open to the cluster (a deliberate generalization, noted)."""
+        if not edges:
+            return []
+        evidence = _Evidence()
+        for edge in edges:
+            evidence.add(edge)
+        clients = sorted({self.label(e.source) for e in edges})
+        shown = ", ".join(clients[:5]) + (" ..." if len(clients) > 5 else "")
+        self.note(
+            NoteKind.DNS_SERVER,
+            self.label(subject),
+            "answers DNS for the whole cluster: ingress on its DNS ports is allowed from the cluster entity, "
+            f"not only from the {len(clients)} clients seen ({shown})",
+            evidence.flows,
+        )
+        ports = tuple(
+            PortProtocol(str(port), protocol)
+            for port in sorted({e.port for e in edges})
+            for protocol in (L4Protocol.UDP, L4Protocol.TCP)
+        )
+        return [
+            PeerRule(
+                entities=("cluster",),
+                to_ports=(PortRule(ports),),
+                comment=f"DNS from every pod of the cluster (generalized): {evidence.describe(counts=False)}",
+            )
+        ]
 
     def _peer_rule(self, subject: Peer, peer: Peer, edges: list[Edge], *, egress: bool) -> list[PeerRule]:
         """The rules for one peer: one entry with its ports (L7 where seen), one for ICMP."""
@@ -621,19 +656,20 @@ def synthesize(edges: Sequence[Edge], namespaces: Iterable[str], options: Option
             if peer.kind is PeerKind.WORKLOAD and (not wanted or peer.namespace in wanted)
         }
     )
+    if not wanted:
+        # Cilium, CoreDNS and friends talk to things a short observation rarely shows (upstream
+        # DNS, the nodes, the API server): their policies only when the namespace is asked for.
+        system = sorted({s.namespace for s in subjects} & _SYSTEM_NAMESPACES)
+        if system:
+            synth.note(
+                NoteKind.SYSTEM,
+                ", ".join(system),
+                "no policies generated for system namespaces with -A; name them with -n to include them",
+            )
+            subjects = [s for s in subjects if s.namespace not in _SYSTEM_NAMESPACES]
     policies = [p for p in (synth.workload_policy(s) for s in subjects) if p is not None]
     scope = wanted or {s.namespace for s in subjects}
     if options.default_deny:
-        if not wanted and _SYSTEM_NAMESPACES & scope:
-            # Cilium, CoreDNS and friends talk to things a short observation rarely shows
-            # (upstream DNS, the node, the API server): deny by default there only when asked by name.
-            skipped = sorted(_SYSTEM_NAMESPACES & scope)
-            synth.note(
-                NoteKind.OPEN,
-                ", ".join(skipped),
-                "no default deny generated for system namespaces with -A; name them with -n to include them",
-            )
-            scope -= _SYSTEM_NAMESPACES
         policies.extend(_default_deny(synth, sorted(scope)))
     if options.clusterwide:
         policies.extend(_clusterwide(synth))

@@ -250,3 +250,15 @@ def test_diff_from_the_cluster_through_kubectl(tmp_path: Path, monkeypatch: pyte
     calls = (tmp_path / "calls").read_text().splitlines()
     assert all(call.startswith("--context prod get ") and "-o yaml" in call for call in calls)
     assert not any(word in " ".join(calls) for word in ("apply", "delete", "edit", "patch"))
+
+
+def test_system_namespaces_only_by_name_and_dns_stays_open_to_the_cluster() -> None:
+    everything = runner.invoke(app, ["generate", "-A", "-i", str(DEMO)])
+    assert "flowgen-coredns" not in everything.stdout
+    assert "kube-system: no policies generated for system namespaces with -A" in everything.stderr
+    named = runner.invoke(app, ["generate", "-n", "kube-system", "-i", str(DEMO)])
+    (policy,) = parse(named.stdout, "stdout").policies
+    (rule,) = policy.specs[0].ingress or ()
+    assert rule.entities == ("cluster",)
+    assert [(p.port, p.protocol.value) for r in rule.to_ports or () for p in r.ports] == [("53", "UDP"), ("53", "TCP")]
+    assert "dns-server (1):" in named.stderr
