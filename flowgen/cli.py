@@ -1,4 +1,6 @@
-"""The flowgen command line: the only module that prints, reads the environment or exits."""
+"""The flowgen command line: the app, `observe` and `graph`; the policy commands live in
+policy_commands.py, what they share in console.py. Only these modules print, read the
+environment or exit."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import os
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import enum
-import shlex
 import signal
 import sys
 import time
@@ -21,46 +22,38 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Annotated
 
 import orjson
-import platformdirs
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from flowgen import __version__
-from flowgen.cluster import cluster_cilium_version, cluster_policies
+from flowgen.console import (
+    InputOption,
+    NamespaceOption,
+    SinceOption,
+    StoreOption,
+    default_store,
+    err,
+    errors_boundary,
+    load_graph,
+    out,
+)
 from flowgen.diagram import dot, mermaid, peer_label, several_clusters
 from flowgen.dialing import Connection
-from flowgen.diff import compare
-from flowgen.engine import Engine
-from flowgen.engine import Mode as EngineMode
-from flowgen.errors import FlowgenError, InputError, UsageError
-from flowgen.folder import read_policies, write_policies
+from flowgen.errors import InputError, UsageError
 from flowgen.graph import BuildOptions, Edge, GraphBuilder, collapse, edges, namespace_filter, to_csv
 from flowgen.hubble import Connected, Event, Lost, NodeStatus, Query, Reconnecting, RelayStream
 from flowgen.identity import Peer
-from flowgen.render import dump
-from flowgen.report import (
-    comparison_json,
-    comparison_markdown,
-    comparison_text,
-    notes_markdown,
-    verification_json,
-    verification_markdown,
-    verification_text,
-)
+from flowgen.policy_commands import diff, generate, verify
 from flowgen.session import Observation
 from flowgen.source import JsonLineReader, ReadReport, check_inputs, read_files
 from flowgen.store import Store, new_run_id
 from flowgen.summary import FlowSummary
-from flowgen.synth import L7Mode, Note, Options, Proposal, WorldMode, synthesize
 from flowgen.timespec import parse_duration, parse_since, parse_time
-from flowgen.validation import validate
-from flowgen.verify import verify as run_verify
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 app = typer.Typer(
     name="flowgen",
@@ -69,14 +62,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-# markup=False: messages carry user content (paths, file lines) that must print as is.
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
-out = Console(highlight=False, soft_wrap=True, markup=False)
 
 # How many malformed-line locations the text summary shows.
 SHOWN_PROBLEMS = 5
-# How many notes of one kind generate prints (all go to --report).
-SHOWN_NOTES = 10
 LOST_ADVICE = (
     "Hubble dropped events before flowgen saw them: raise its buffer "
     "(Helm hubble.eventBufferCapacity / hubble.eventQueueSize) or narrow the filters"
@@ -110,53 +98,6 @@ def main(
     ] = False,
 ) -> None:
     """Learn least-privilege CiliumNetworkPolicies from Hubble flows."""
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """The one error boundary: expected failures print `Error: ...` and exit 1 (usage errors 2)."""
-    try:
-        yield
-    except UsageError as problem:
-        err.print(f"[red]Error:[/red] {escape(str(problem))}", markup=True)
-        raise typer.Exit(2) from None
-    except FlowgenError as problem:
-        err.print(f"[red]Error:[/red] {escape(str(problem))}", markup=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("Interrupted.")
-        raise typer.Exit(130) from None
-
-
-def default_store() -> Path:
-    return Path(platformdirs.user_data_dir("flowgen")) / "store"
-
-
-StoreOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--store",
-        envvar="FLOWGEN_STORE",
-        help="Observation store directory (default: flowgen/store under the user data directory).",
-        show_default=False,
-    ),
-]
-NamespaceOption = Annotated[
-    list[str] | None,
-    typer.Option("--namespace", "-n", help="Only flows with an endpoint in this namespace (repeatable)."),
-]
-InputOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--input-file",
-        "-i",
-        help="Hubble JSON lines to read (hubble observe -o json, exporter files, .gz); "
-        "repeat for several files; - reads stdin.",
-    ),
-]
-SinceOption = Annotated[
-    str | None, typer.Option("--since", help="Only flows since this time: a duration back (7d, 1h) or RFC 3339.")
-]
 
 
 @app.command()
@@ -220,7 +161,7 @@ def observe(
 
         hubble observe -o json --last 1000 | flowgen observe -i -
     """
-    with _errors():
+    with errors_boundary():
         now = datetime.now(UTC)
         since_at = parse_since(since, "--since", now) if since else None
         every = parse_duration(checkpoint, "--checkpoint").total_seconds()
@@ -480,35 +421,13 @@ def graph(
 
         flowgen graph -i fixtures/flows/demo.jsonl --format mermaid > graph.mmd
     """
-    with _errors():
-        frame = _load_graph(input_file, store, since)
+    with errors_boundary():
+        frame = load_graph(input_file, store, since)
         collapsed = collapse(namespace_filter(frame, namespace or ()))
         if format is GraphFormat.csv:
             sys.stdout.write(to_csv(collapsed))
         else:
             _print_graph(edges(collapsed), format)
-
-
-def _load_graph(input_file: list[str] | None, store: Path | None, since: str | None) -> pd.DataFrame:
-    """The observed graph: built from flow files when given, else read from the store."""
-    since_at = parse_since(since, "--since", datetime.now(UTC)) if since else None
-    if input_file:
-        check_inputs(input_file)
-        builder = GraphBuilder()
-        reader = JsonLineReader(warn=lambda message: err.print(f"Warning: {message}"))
-        flows = read_files(input_file, reader)
-        builder.add_all(f for f in flows if since_at is None or f.time is None or f.time >= since_at)
-        return builder.frame()
-    where = store or default_store()
-    loaded = Store(where).load(since_at)
-    for path, reason in loaded.problems:
-        err.print(f"Warning: skipping unreadable store file {path}: {reason}")
-    if not loaded.runs:
-        raise InputError(
-            f"the store at {where} holds no observations yet; run `flowgen observe` first "
-            "(or pass --store DIR / --input-file FILE)"
-        )
-    return loaded.frame
 
 
 def _print_graph(found: list[Edge], format: GraphFormat) -> None:
@@ -573,296 +492,7 @@ def _peer_json(peer: Peer) -> dict[str, object]:
     }
 
 
-class Mode(enum.StrEnum):
-    default = "default"
-    always = "always"
-    never = "never"
-
-
-class CiliumRelease(enum.StrEnum):
-    auto = "auto"
-
-
-@app.command()
-def generate(
-    context: typer.Context,
-    namespace: Annotated[
-        list[str] | None,
-        typer.Option("--namespace", "-n", help="Generate policies for the workloads of this namespace (repeatable)."),
-    ] = None,
-    all_namespaces: Annotated[
-        bool, typer.Option("--all-namespaces", "-A", help="Generate for every namespace seen.")
-    ] = False,
-    input_file: InputOption = None,
-    store: StoreOption = None,
-    since: SinceOption = None,
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="Directory for one file per policy + kustomization.yaml; - prints.")
-    ] = "-",
-    cilium_version: Annotated[
-        str,
-        typer.Option("--cilium-version", help="Policy language of this Cilium release (1.16 ... 1.20), or auto."),
-    ] = "1.19",
-    l7: Annotated[L7Mode, typer.Option("--l7", help="Which L7 rules to write where L7 was seen.")] = L7Mode.ALL,
-    world: Annotated[
-        WorldMode, typer.Option("--world", help="Egress to outside addresses without a DNS name: /32 CIDRs or world.")
-    ] = WorldMode.CIDR,
-    world_clients: Annotated[
-        int, typer.Option(help="Distinct outside clients on a port from which ingress allows the world entity.", min=1)
-    ] = 5,
-    dns_collapse: Annotated[
-        int, typer.Option(help="DNS names under one parent past which they collapse to *.parent.", min=1)
-    ] = 10,
-    path_collapse: Annotated[
-        int, typer.Option(help="HTTP paths per peer, port and method past which they collapse by prefix.", min=1)
-    ] = 20,
-    min_flows: Annotated[int, typer.Option(help="Report workloads with fewer flows than this.", min=0)] = 10,
-    min_span: Annotated[str, typer.Option(help="Report workloads observed for less than this.")] = "1h",
-    default_deny: Annotated[
-        bool, typer.Option("--default-deny", help="Add a per-namespace default deny that still allows DNS.")
-    ] = False,
-    clusterwide: Annotated[
-        bool, typer.Option("--clusterwide", help="Add cluster-wide baselines (DNS for every pod, probes from host).")
-    ] = False,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Also write the notes to this file (.md Markdown or .json).")
-    ] = None,
-) -> None:
-    """Generate least-privilege CiliumNetworkPolicies from the observed graph.
-
-    One policy per observed workload, with ingress and egress rules for what was
-    seen and nothing else. Everything the evidence did not turn into a rule is
-    listed on stderr (and in --report).
-
-    Example:
-
-        flowgen generate -n shop --store /tmp/flowgen-store --output policies/
-
-        flowgen generate -A -i fixtures/flows/demo.jsonl --default-deny
-    """
-    with _errors():
-        if not namespace and not all_namespaces:
-            raise UsageError("say which workloads to generate for: -n NAMESPACE (repeatable) or -A")
-        version = _cilium_version(cilium_version)
-        options = Options(
-            version=version,
-            l7=l7,
-            world=world,
-            world_clients=world_clients,
-            dns_collapse=dns_collapse,
-            path_collapse=path_collapse,
-            min_flows=min_flows,
-            min_span=parse_duration(min_span, "--min-span"),
-            default_deny=default_deny,
-            clusterwide=clusterwide,
-            command=_command_line(context),
-        )
-        if clusterwide and version < (1, 16):
-            raise UsageError("--clusterwide needs Cilium 1.16 or later (enableDefaultDeny)")
-        found = edges(collapse(_load_graph(input_file, store, since)))
-        proposal = synthesize(found, [] if all_namespaces else namespace or [], options)
-        problems = [problem for p in proposal.policies for problem in validate(p, version)]
-        if problems:
-            raise FlowgenError(
-                "a generated policy would be rejected by Cilium (a flowgen bug; please report it with the "
-                "flows):\n  " + "\n  ".join(problems)
-            )
-        if output == "-":
-            sys.stdout.write(dump(proposal.policies))
-        else:
-            written = write_policies(Path(output), proposal.policies)
-            err.print(f"Wrote {len(proposal.policies)} policies and kustomization.yaml to {output} ({written})")
-        _print_notes(proposal.notes)
-        if report is not None:
-            _write_report(report, proposal)
-
-
-def _cilium_version(text: str) -> tuple[int, int]:
-    if text == CiliumRelease.auto:
-        return cluster_cilium_version()
-    parts = text.strip().lstrip("v").split(".")
-    try:
-        version = (int(parts[0]), int(parts[1]))
-    except (IndexError, ValueError):
-        raise UsageError(f"--cilium-version: {text!r} is not a release; write it like 1.19, or auto") from None
-    if not (1, 14) <= version <= (1, 20):
-        raise UsageError(f"--cilium-version {text}: flowgen writes policies for Cilium 1.14 to 1.20")
-    return version
-
-
-def _command_line(context: typer.Context) -> str:
-    """The running command with the options that differ from their defaults, in a canonical
-    order (for the header that says how to regenerate a file; deterministic, unlike argv)."""
-    words = ["flowgen", context.info_name or ""]
-    for param in context.command.params:
-        value = context.params.get(param.name or "")
-        source = context.get_parameter_source(param.name or "")
-        # Only what was typed: defaults and environment variables (FLOWGEN_STORE) are not repeated.
-        if param.param_type_name != "option" or source is None or source.name != "COMMANDLINE":
-            continue
-        if value == param.default or value in (None, [], ()):
-            continue
-        flag = max(param.opts, key=len)
-        if getattr(param, "is_flag", False):
-            words.append(flag)
-            continue
-        for item in value if isinstance(value, list | tuple) else [value]:
-            words += [flag, shlex.quote(str(item.value if isinstance(item, enum.Enum) else item))]
-    return " ".join(words)
-
-
-def _print_notes(notes: tuple[Note, ...]) -> None:
-    if not notes:
-        err.print("Notes: none; every observed flow of the selected workloads is covered by a rule.")
-        return
-    by_kind: dict[str, list[Note]] = {}
-    for note in notes:
-        by_kind.setdefault(str(note.kind), []).append(note)
-    err.print(f"Notes ({len(notes)}): what the evidence did not turn into a rule, and what to review")
-    for kind, group in by_kind.items():
-        err.print(f"  {kind} ({len(group)}):")
-        for note in group[:SHOWN_NOTES]:
-            err.print(f"    {note.subject}: {note.message}")
-        if len(group) > SHOWN_NOTES:
-            err.print(f"    ... and {len(group) - SHOWN_NOTES} more (see --report)")
-
-
-def _write_report(path: Path, proposal: Proposal) -> None:
-    if path.suffix == ".json":
-        document = {
-            "policies": [{"kind": p.kind.value, "namespace": p.namespace, "name": p.name} for p in proposal.policies],
-            "notes": [
-                {"kind": str(n.kind), "subject": n.subject, "message": n.message, "flows": n.flows}
-                for n in proposal.notes
-            ],
-        }
-        text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
-    else:
-        text = notes_markdown(proposal)
-    try:
-        path.write_text(text)
-    except OSError as problem:
-        raise InputError(f"cannot write --report {path}: {problem.strerror}") from None
-
-
-class ReportFormat(enum.StrEnum):
-    text = "text"
-    markdown = "markdown"
-    json = "json"
-
-
-FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")]
-ExitCodeOption = Annotated[
-    bool, typer.Option("--exit-code", help="Exit 1 when anything would be dropped or differs (for CI gates).")
-]
-
-
-@app.command()
-def verify(
-    policies: Annotated[
-        list[Path],
-        typer.Option("--policies", "-p", help="Policy YAML files or folders (repeatable; CNP and CCNP)."),
-    ],
-    input_file: InputOption = None,
-    store: StoreOption = None,
-    namespace: NamespaceOption = None,
-    since: SinceOption = None,
-    cilium_version: Annotated[str, typer.Option("--cilium-version", help="Cilium release (1.16 ... 1.20).")] = "1.19",
-    mode: Annotated[Mode, typer.Option("--mode", help="Cilium's policy enforcement mode.")] = Mode.default,
-    format: FormatOption = ReportFormat.text,
-    exit_code: ExitCodeOption = False,
-) -> None:
-    """Replay observed requests against policies and report what they would drop.
-
-    Nothing is applied anywhere: flowgen decides offline, the way Cilium would,
-    and says which rule refuses each request. DNS lookups that would be refused
-    are listed on their own (names behind toFQDNs rules would stop resolving).
-
-    Example:
-
-        flowgen verify --policies policies/ --input-file fixtures/flows/demo.jsonl
-
-        flowgen verify -p policies/ --store /tmp/flowgen-store -n shop --format markdown --exit-code
-    """
-    with _errors():
-        version = _cilium_version(cilium_version)
-        existing, skipped = read_policies(policies)
-        for message in skipped:
-            err.print(f"Note: {message}")
-        found = edges(collapse(_load_graph(input_file, store, since)))
-        result = run_verify(found, Engine(existing, mode=EngineMode(mode), version=version), namespace or ())
-        if format is ReportFormat.json:
-            sys.stdout.write(
-                orjson.dumps(verification_json(result, len(existing)), option=orjson.OPT_INDENT_2).decode()
-            )
-            sys.stdout.write("\n")
-        elif format is ReportFormat.markdown:
-            sys.stdout.write(verification_markdown(result, len(existing)))
-        else:
-            sys.stdout.write(verification_text(result, len(existing)))
-        if exit_code and result.drops:
-            raise typer.Exit(1)
-
-
-@app.command()
-def diff(
-    context: typer.Context,
-    existing: Annotated[
-        list[Path] | None,
-        typer.Option("--existing", "-e", help="Existing policy YAML files or folders (a GitOps folder; repeatable)."),
-    ] = None,
-    from_cluster: Annotated[
-        bool, typer.Option("--from-cluster", help="Read the existing CNPs and CCNPs from the cluster (kubectl).")
-    ] = False,
-    kube_context: Annotated[str | None, typer.Option("--context", help="kubectl context for --from-cluster.")] = None,
-    namespace: NamespaceOption = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace seen.")] = False,
-    input_file: InputOption = None,
-    store: StoreOption = None,
-    since: SinceOption = None,
-    cilium_version: Annotated[str, typer.Option("--cilium-version", help="Cilium release (1.16 ... 1.20).")] = "1.19",
-    l7: Annotated[L7Mode, typer.Option("--l7", help="L7 rules in the proposal.")] = L7Mode.ALL,
-    default_deny: Annotated[
-        bool, typer.Option("--default-deny", help="The proposal includes per-namespace default deny.")
-    ] = False,
-    format: FormatOption = ReportFormat.text,
-    exit_code: ExitCodeOption = False,
-) -> None:
-    """Compare existing policies with what the observed traffic needs and with the proposal.
-
-    Reports allowances the traffic needs that no existing policy grants, existing
-    allow rules no observed request used in the window, policy-denied drops with
-    the policies behind them, and a YAML diff per policy against what
-    `flowgen generate` would write.
-
-    Example:
-
-        flowgen diff --existing gitops/policies/ -n shop --input-file fixtures/flows/demo.jsonl
-
-        flowgen diff --from-cluster --context prod -A --store /tmp/flowgen-store --format markdown
-    """
-    with _errors():
-        if bool(existing) == from_cluster:
-            raise UsageError("say where the existing policies are: --existing DIR (repeatable) or --from-cluster")
-        if not namespace and not all_namespaces:
-            raise UsageError("say which workloads to compare: -n NAMESPACE (repeatable) or -A")
-        version = _cilium_version(cilium_version)
-        if from_cluster:
-            current, skipped = cluster_policies(kube_context)
-        else:
-            current, skipped = read_policies(existing or [])
-        for message in skipped:
-            err.print(f"Note: {message}")
-        found = edges(collapse(_load_graph(input_file, store, since)))
-        scope = [] if all_namespaces else namespace or []
-        options = Options(version=version, l7=l7, default_deny=default_deny, command=_command_line(context))
-        proposal = synthesize(found, scope, options)
-        comparison = compare(found, current, proposal.policies, scope, version)
-        if format is ReportFormat.json:
-            sys.stdout.write(orjson.dumps(comparison_json(comparison), option=orjson.OPT_INDENT_2).decode() + "\n")
-        elif format is ReportFormat.markdown:
-            sys.stdout.write(comparison_markdown(comparison))
-        else:
-            sys.stdout.write(comparison_text(comparison))
-        if exit_code and comparison.changed:
-            raise typer.Exit(1)
+# Registered here, after observe and graph, so `flowgen --help` lists the pipeline in order.
+app.command()(generate)
+app.command()(verify)
+app.command()(diff)
