@@ -262,3 +262,30 @@ def test_system_namespaces_only_by_name_and_dns_stays_open_to_the_cluster() -> N
     assert rule.entities == ("cluster",)
     assert [(p.port, p.protocol.value) for r in rule.to_ports or () for p in r.ports] == [("53", "UDP"), ("53", "TCP")]
     assert "dns-server (1):" in named.stderr
+
+
+def _fake_kubectl(tmp_path: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    kubectl = tmp_path / "bin" / "kubectl"
+    kubectl.parent.mkdir(exist_ok=True)
+    kubectl.write_text("#!/bin/sh\n" + script)
+    kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{kubectl.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_cilium_version_auto_reads_the_daemonset_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_kubectl(tmp_path, 'echo "quay.io/cilium/cilium:v1.20.1@sha256:abc"\n', monkeypatch)
+    result = runner.invoke(app, ["generate", "-n", "data", "-i", str(DEMO), "--cilium-version", "auto"])
+    assert result.exit_code == 0, result.output
+    assert "kafka:" not in result.stdout and "Kafka rules were removed in Cilium 1.20" in result.stderr
+
+
+def test_cilium_version_auto_without_access_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_kubectl(
+        tmp_path, 'echo "error: You must be logged in to the server (Unauthorized)" >&2\nexit 1\n', monkeypatch
+    )
+    result = runner.invoke(app, ["generate", "-n", "data", "-i", str(DEMO), "--cilium-version", "auto"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: cannot read the Cilium version from the cluster (error: You must be logged in to the server "
+        "(Unauthorized)); pass --cilium-version 1.19 (or your release)\n"
+    )
