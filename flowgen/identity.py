@@ -175,13 +175,15 @@ def label_value(labels: tuple[str, ...], key: str) -> str:
 @dataclass(frozen=True, slots=True, order=True)
 class Peer:
     """One side of an edge. What `name` holds depends on `kind`: the entity
-    name, the DNS name (no trailing dot), or the CIDR; "" for workloads."""
+    name, the DNS name (no trailing dot), the CIDR, or for a workload without
+    labels its owner or pod name ("" for labelled workloads)."""
 
     kind: PeerKind
     cluster: str = ""
     namespace: str = ""
     # Workloads: sorted "source:key=value" labels (see workload_labels).
     labels: tuple[str, ...] = ()
+    # Workloads without labels: their owner or pod name (only to tell them apart).
     name: str = ""
 
     @property
@@ -199,7 +201,7 @@ class Peer:
     def __str__(self) -> str:
         if self.kind is PeerKind.WORKLOAD:
             labels = ",".join(label.removeprefix("k8s:") for label in self.labels)
-            return f"{self.namespace}/{{{labels}}}"
+            return f"{self.namespace}/{{{labels}}}" if labels or not self.name else f"{self.namespace}/{self.name}"
         return f"{self.kind}:{self.name}" if self.name else str(self.kind)
 
 
@@ -244,7 +246,11 @@ def peer_of(endpoint: Endpoint) -> Peer:
     if not namespace:
         return UNKNOWN
     cluster = endpoint.cluster_name or label_value(endpoint.labels, CLUSTER_LABEL)
-    return Peer(PeerKind.WORKLOAD, cluster=cluster, namespace=namespace, labels=workload_labels(endpoint.labels))
+    labels = workload_labels(endpoint.labels)
+    # Without labels (field-masked exports) the owner or pod name keeps two workloads apart;
+    # such a peer stays unusable for selectors (see Peer.usable) and is reported.
+    name = "" if labels else display_name(endpoint)
+    return Peer(PeerKind.WORKLOAD, cluster=cluster, namespace=namespace, labels=labels, name=name)
 
 
 _POD_SUFFIX = re.compile(r"(-[0-9a-f]{8,10})?(-[0-9a-z]{5})$|-\d+$")
