@@ -156,10 +156,15 @@ def _print_notes(notes: tuple[Note, ...]) -> None:
     err.print(f"Notes ({len(notes)}): what the evidence did not turn into a rule, and what to review")
     for kind, group in by_kind.items():
         err.print(f"  {kind} ({len(group)}):")
-        for note in group[:SHOWN_NOTES]:
-            err.print(f"    {note.subject}: {note.message}")
-        if len(group) > SHOWN_NOTES:
-            err.print(f"    ... and {len(group) - SHOWN_NOTES} more (see --report)")
+        # The same message for several subjects is printed once, naming them all.
+        by_message: dict[str, list[str]] = {}
+        for note in group:
+            by_message.setdefault(note.message, []).append(note.subject)
+        lines = [f"{', '.join(subjects)}: {message}" for message, subjects in by_message.items()]
+        for line in lines[:SHOWN_NOTES]:
+            err.print(f"    {line}")
+        if len(lines) > SHOWN_NOTES:
+            err.print(f"    ... and {len(lines) - SHOWN_NOTES} more (see --report)")
 
 
 def _write_report(path: Path, proposal: Proposal) -> None:
