@@ -274,8 +274,11 @@ class Engine:
         if icmp:
             return False, False
         for port_rule in entry.to_ports:
-            if port_rule.unsupported:
-                self.warnings.add(f"toPorts {', '.join(port_rule.unsupported)} not modelled")
+            # An integer port (recorded by the parser as "...=int") is matched by its number;
+            # validation reports it, since the CRD refuses it.
+            unmodelled = [item for item in port_rule.unsupported if not item.endswith("=int")]
+            if unmodelled:
+                self.warnings.add(f"toPorts {', '.join(unmodelled)} not modelled")
             if not any(self._port_matches(p, request) for p in port_rule.ports or (PortProtocol(),)):
                 continue
             if deny or port_rule.rules is None:

@@ -97,4 +97,5 @@ def read_policies(paths: Sequence[Path]) -> tuple[list[Policy], list[str]]:
         parsed = parse(text, str(path))
         policies.extend(parsed.policies)
         skipped.extend(parsed.skipped)
+        skipped.extend(parsed.warnings)
     return policies, skipped

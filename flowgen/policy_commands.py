@@ -28,6 +28,7 @@ from flowgen.engine import Mode as EngineMode
 from flowgen.errors import FlowgenError, InputError, UsageError
 from flowgen.folder import read_policies, write_policies
 from flowgen.graph import collapse, edges
+from flowgen.policy import Policy
 from flowgen.render import dump
 from flowgen.report import (
     comparison_json,
@@ -146,6 +147,14 @@ def generate(
             _write_report(report, proposal)
 
 
+def _warn_invalid(policies: list[Policy], version: tuple[int, int]) -> None:
+    """Existing policies Cilium would refuse are still evaluated as written, with a warning:
+    in a cluster they would not be enforced at all."""
+    for policy in policies:
+        for problem in validate(policy, version):
+            err.print(f"Warning: Cilium would reject this, so it would not be enforced: {problem}")
+
+
 def _print_notes(notes: tuple[Note, ...]) -> None:
     if not notes:
         err.print("Notes: none; every observed flow of the selected workloads is covered by a rule.")
@@ -228,6 +237,7 @@ def verify(
         existing, skipped = read_policies(policies)
         for message in skipped:
             err.print(f"Note: {message}")
+        _warn_invalid(existing, version)
         found = edges(collapse(load_graph(input_file, store, since)))
         result = run_verify(found, Engine(existing, mode=EngineMode(mode), version=version), namespace or ())
         if format is ReportFormat.json:
@@ -291,6 +301,7 @@ def diff(
             current, skipped = read_policies(existing or [])
         for message in skipped:
             err.print(f"Note: {message}")
+        _warn_invalid(current, version)
         found = edges(collapse(load_graph(input_file, store, since)))
         scope = [] if all_namespaces else namespace or []
         options = Options(version=version, l7=l7, default_deny=default_deny, command=command_line(context))

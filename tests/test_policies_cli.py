@@ -289,3 +289,17 @@ def test_cilium_version_auto_without_access_says_what_to_do(tmp_path: Path, monk
         "Error: cannot read the Cilium version from the cluster (error: You must be logged in to the server "
         "(Unauthorized)); pass --cilium-version 1.19 (or your release)\n"
     )
+
+
+def test_verify_warns_about_policies_cilium_would_reject(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(GITOPS.split("---", maxsplit=1)[0].replace('port: "8080"', "port: 8080"))
+    result = runner.invoke(app, ["verify", "-p", str(folder), "-i", str(DEMO), "-n", "shop"])
+    assert result.exit_code == 0
+    assert (
+        "Warning: Cilium would reject this, so it would not be enforced: CiliumNetworkPolicy shop/flowgen-api: "
+        "spec.ingress[0].toPorts[0].ports[0].port: 8080 is a YAML integer, but the CRD requires a string; quote it: "
+        'port: "8080"'
+    ) in result.stderr
+    assert "not modelled" not in result.stdout
