@@ -19,12 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from flowgen.baseline import DEFAULT_DENY
 from flowgen.engine import Engine
 from flowgen.evidence import Use
 from flowgen.graph import Edge
 from flowgen.policy import Direction, PeerRule, Policy, Rule
 from flowgen.render import dump
-from flowgen.verify import Drop, Verification, describe_l7, request, verify
+from flowgen.verify import Drop, Verification, describe_l7, request, side_label, verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,13 @@ def allow_entries(policies: Iterable[Policy], namespaces: set[str]) -> list[tupl
                         continue  # `{}`: the default-deny switch, not an allowance
                     found.append((f"{scope}{spec} {direction.value}[{n}]", entry))
     return found
+
+
+def _baseline(rule: str) -> bool:
+    """flowgen's own baselines (the namespace default deny's DNS allowance, the cluster-wide
+    policies) hold for pods the window may not show; unused, they are not candidates to remove."""
+    name = rule.split(" ", 1)[0].rsplit("/", 1)[-1]
+    return name == DEFAULT_DENY or name.startswith("flowgen-baseline-")
 
 
 def _summary(entry: PeerRule) -> str:
@@ -167,7 +175,9 @@ def compare(
     engine = Engine(existing, version=version)
     checked = verify(edges, engine, wanted)
     unused = [
-        Unused(name, _summary(entry)) for name, entry in allow_entries(existing, wanted) if not checked.used.get(name)
+        Unused(name, _summary(entry))
+        for name, entry in allow_entries(existing, wanted)
+        if not checked.used.get(name) and not _baseline(name)
     ]
     denied = []
     for edge in edges:
@@ -188,8 +198,8 @@ def compare(
             ) or ("the existing policies would allow it now",)
         denied.append(
             Denied(
-                source=edge.source_workload or str(edge.source),
-                destination=edge.destination_workload or str(edge.destination),
+                source=side_label(edge.source, edge.source_workload),
+                destination=side_label(edge.destination, edge.destination_workload),
                 protocol=edge.protocol,
                 port=edge.port,
                 l7=describe_l7(edge),

@@ -127,7 +127,7 @@ class Verification:
         return sum(d.flows for d in self.drops)
 
 
-def _label(peer: Peer, workload: str) -> str:
+def side_label(peer: Peer, workload: str) -> str:
     if peer.kind is PeerKind.WORKLOAD:
         return f"{peer.namespace}/{workload or ','.join(peer.labels)}"
     return peer.name or str(peer.kind)
@@ -159,8 +159,8 @@ def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()
         )
         result.drops.append(
             Drop(
-                source=_label(edge.source, edge.source_workload),
-                destination=_label(edge.destination, edge.destination_workload),
+                source=side_label(edge.source, edge.source_workload),
+                destination=side_label(edge.destination, edge.destination_workload),
                 protocol=edge.protocol,
                 port=edge.port,
                 l7=describe_l7(edge),

@@ -303,3 +303,15 @@ def test_verify_warns_about_policies_cilium_would_reject(tmp_path: Path) -> None
         'port: "8080"'
     ) in result.stderr
     assert "not modelled" not in result.stdout
+
+
+def test_diff_of_the_proposal_against_itself_finds_nothing(tmp_path: Path) -> None:
+    out = _generate(tmp_path)
+    result = runner.invoke(
+        app, ["diff", "-e", str(out), "-A", "--default-deny", "-i", str(DEMO), "--exit-code", "-f", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["needed"] == [] and report["unused"] == []
+    assert {f["status"] for f in report["files"]} == {"unchanged"}
+    assert [(d["source"], d["destination"]) for d in report["denied"]] == [("shop/frontend", "data/postgres")]
