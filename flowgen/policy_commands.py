@@ -28,6 +28,7 @@ from flowgen.engine import Mode as EngineMode
 from flowgen.errors import FlowgenError, InputError, UsageError
 from flowgen.folder import read_policies, write_policies
 from flowgen.graph import collapse, edges
+from flowgen.notes import Note, Proposal
 from flowgen.policy import Policy
 from flowgen.render import dump
 from flowgen.report import (
@@ -39,7 +40,7 @@ from flowgen.report import (
     verification_markdown,
     verification_text,
 )
-from flowgen.synth import L7Mode, Note, Options, Proposal, WorldMode, synthesize
+from flowgen.synth import L7Mode, Options, WorldMode, synthesize
 from flowgen.timespec import parse_duration
 from flowgen.validation import validate
 from flowgen.verify import verify as run_verify

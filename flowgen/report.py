@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowgen.diff import Comparison
-from flowgen.synth import Note, NoteKind, Proposal
+from flowgen.notes import Note, NoteKind, Proposal
 from flowgen.verify import Drop, Verification
 
 _TITLES = {

@@ -32,12 +32,13 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flowgen.baseline import any_name_dns_rule, clusterwide, default_deny
 from flowgen.evidence import L7Kind, Use
 from flowgen.graph import Edge, settle
 from flowgen.identity import SERVICEACCOUNT_LABEL, Entity, Peer, PeerKind, split_label
+from flowgen.notes import Evidence, Note, NoteKind, Proposal, duration_text
 from flowgen.patterns import Selectors, collapse_names, collapse_paths, kafka_rules, path_regex, policy_name
 from flowgen.policy import (
     CLUSTER_KEY,
@@ -93,45 +94,6 @@ class Options:
     command: str = "flowgen generate"
 
 
-class NoteKind(enum.StrEnum):
-    DENIED = "policy-denied"
-    NO_LABELS = "no-usable-labels"
-    AMBIGUOUS = "indistinguishable"
-    UNKNOWN_PEER = "unknown-peer"
-    NOT_EXPRESSED = "not-expressed"
-    FOLDED_PATHS = "folded-paths"
-    COLLAPSED_PATHS = "collapsed-paths"
-    COLLAPSED_NAMES = "collapsed-names"
-    KAFKA = "kafka-omitted"
-    LITTLE_EVIDENCE = "little-evidence"
-    NO_DNS_SERVER = "no-dns-server"
-    DNS_NAMES_UNKNOWN = "dns-names-unknown"
-    WIDE_DNS = "wide-dns"
-    HOST = "host-probes"
-    AUDIT = "audit-evidence"
-    OPEN = "direction-open"
-    WORLD_INGRESS = "world-ingress"
-    HOST_NETWORK = "host-network-pod"
-    DNS_SERVER = "dns-server"
-    SYSTEM = "system-namespace"
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Note:
-    """Something the evidence did not turn into a rule, or a rule a reviewer should look at."""
-
-    kind: NoteKind
-    subject: str
-    message: str
-    flows: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    policies: tuple[Policy, ...]
-    notes: tuple[Note, ...]
-
-
 _ALLOWED = frozenset({Use.ALLOWED, Use.AUDIT})
 _EXPRESSIBLE_ENTITIES = frozenset(
     {Entity.HOST, Entity.REMOTE_NODE, Entity.KUBE_APISERVER, Entity.INGRESS, Entity.WORLD}
@@ -142,54 +104,6 @@ _SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"}
 
 # ---------------------------------------------------------------------------
 # Building rules
-
-
-@dataclass(slots=True)
-class _Evidence:
-    """Counts behind a rule: connections (L3/L4 evidence) and L7 requests are counted
-    apart, because one connection usually carries both kinds of evidence."""
-
-    first: datetime | None = None
-    last: datetime | None = None
-    nodes: set[str] = field(default_factory=set)
-    # Flows per (peers, port, L7): an audited connection is also seen as forwarded, a separate
-    # edge with the same flows; counting the largest keeps it one connection.
-    _counts: dict[tuple[object, ...], tuple[bool, int]] = field(default_factory=dict)
-
-    def add(self, edge: Edge) -> None:
-        key = (edge.source, edge.destination, edge.protocol, edge.port, edge.l7)
-        _l7, flows = self._counts.get(key, (False, 0))
-        self._counts[key] = (edge.l7.kind is not L7Kind.NONE, max(flows, edge.flows))
-        self.first = edge.first if self.first is None else min(self.first, edge.first)
-        self.last = edge.last if self.last is None else max(self.last, edge.last)
-        self.nodes.update(edge.nodes)
-
-    @property
-    def connections(self) -> int:
-        return sum(flows for l7, flows in self._counts.values() if not l7)
-
-    @property
-    def requests(self) -> int:
-        return sum(flows for l7, flows in self._counts.values() if l7)
-
-    @property
-    def flows(self) -> int:
-        return max(self.connections, self.requests)
-
-    @property
-    def span(self) -> timedelta:
-        return self.last - self.first if self.first is not None and self.last is not None else timedelta(0)
-
-    def describe(self, *, counts: bool = True) -> str:
-        """The evidence in words. Files get no counts (`counts=False`): counts depend on how
-        often the same flow was read and on its order, and generated files must not."""
-        parts = [f"{self.connections} connections"] if counts and self.connections else []
-        parts += [f"{self.requests} requests"] if counts and self.requests else []
-        if self.first is not None and self.last is not None:
-            parts.append(f"seen {self.first:%Y-%m-%d %H:%M} .. {self.last:%Y-%m-%d %H:%M} UTC")
-        if self.nodes:
-            parts.append(f"on {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}")
-        return ", ".join(parts) or "no flows"
 
 
 @dataclass(slots=True)
@@ -265,7 +179,7 @@ class _Synth:
                 name,
                 "its labels also match another observed workload of the namespace; the policy selects both",
             )
-        total = _Evidence()
+        total = Evidence()
         egress_edges = self.by_source.get(subject, [])
         ingress_edges = self.by_destination.get(subject, [])
         # An edge inside one workload (pod to pod of a StatefulSet) is both; count it once.
@@ -287,7 +201,7 @@ class _Synth:
         if total.flows < self.options.min_flows:
             thin.append(f"fewer than {self.options.min_flows} flows")
         if total.span < self.options.min_span:
-            thin.append(f"seen for less than {_duration(self.options.min_span)}")
+            thin.append(f"seen for less than {duration_text(self.options.min_span)}")
         if thin:
             self.note(
                 NoteKind.LITTLE_EVIDENCE,
@@ -309,7 +223,7 @@ class _Synth:
             header=self._header(f"workload {name}", total),
         )
 
-    def _header(self, what: str, evidence: _Evidence) -> tuple[str, ...]:
+    def _header(self, what: str, evidence: Evidence) -> tuple[str, ...]:
         return (
             f"Generated by flowgen for {what} from evidence {evidence.describe(counts=False)}.",
             f"Regenerate: {self.options.command}",
@@ -373,7 +287,7 @@ class _Synth:
         its DNS ports are open to the cluster (a deliberate generalization, noted)."""
         if not edges:
             return []
-        evidence = _Evidence()
+        evidence = Evidence()
         for edge in edges:
             evidence.add(edge)
         clients = sorted({self.label(e.source) for e in edges})
@@ -401,7 +315,7 @@ class _Synth:
     def _peer_rule(self, subject: Peer, peer: Peer, edges: list[Edge], *, egress: bool) -> list[PeerRule]:
         """The rules for one peer: one entry with its ports (L7 where seen), one for ICMP."""
         target: dict[str, object]
-        evidence = _Evidence()
+        evidence = Evidence()
         for edge in edges:
             evidence.add(edge)
         direction = "to" if egress else "from"
@@ -522,7 +436,7 @@ class _Synth:
     def _fqdn_rules(self, subject: Peer, fqdns: dict[str, list[Edge]]) -> list[PeerRule]:
         """toFQDNs entries, one per distinct port set, names collapsed the same way as the DNS rule."""
         by_ports: dict[tuple[PortRule, ...], list[str]] = defaultdict(list)
-        evidence: dict[tuple[PortRule, ...], _Evidence] = defaultdict(_Evidence)
+        evidence: dict[tuple[PortRule, ...], Evidence] = defaultdict(Evidence)
         for name, edges in sorted(fqdns.items()):
             ports, _icmps = self._ports(subject, Peer(PeerKind.FQDN, name=name), edges, egress=True)
             by_ports[ports].append(name)
@@ -554,7 +468,7 @@ class _Synth:
             self.note(NoteKind.COLLAPSED_NAMES, self.label(subject), f"{count} names collapsed into {pattern}", count)
         rules = []
         for server, edges in sorted(servers.items()):
-            evidence = _Evidence()
+            evidence = Evidence()
             for edge in edges:
                 evidence.add(edge)
             observed = {e.port for e in edges if e.port} or {DNS_PORT}
@@ -610,14 +524,6 @@ class _Synth:
         for _cidr, cidr_edges in sorted(by_cidr.items()):
             rules.extend(self._peer_rule(subject, cidr_edges[0].source, cidr_edges, egress=False))
         return rules
-
-
-def _duration(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _is_dns(edge: Edge) -> bool:

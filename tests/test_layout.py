@@ -29,17 +29,19 @@ ALLOWED = {
     "validation": {"policy"},
     "render": {"policy"},
     "parsing": {"errors", "policy"},
-    "synth": {"baseline", "evidence", "graph", "identity", "patterns", "policy"},
+    "synth": {"baseline", "evidence", "graph", "identity", "notes", "patterns", "policy"},
+    "notes": {"evidence", "graph", "policy"},
     "patterns": {"evidence", "graph", "identity", "policy"},
     "baseline": {"policy"},
     "engine": {"policy"},
     "verify": {"engine", "evidence", "graph", "identity", "policy"},
     "diff": {"baseline", "engine", "evidence", "graph", "policy", "render", "verify"},
-    "report": {"diff", "synth", "verify"},
+    "report": {"diff", "notes", "verify"},
     "folder": {"errors", "parsing", "policy", "render"},
     "cluster": {"errors", "parsing", "policy"},
     "console": {"cluster", "errors", "graph", "source", "store", "timespec"},
     "policy_commands": {
+        "notes",
         "policy",
         "cluster",
         "console",
@@ -74,6 +76,7 @@ ALLOWED = {
 # The pure core touches no network, files, clock or environment.
 IMPURE = {"os", "socket", "subprocess", "time", "grpc", "pathlib", "sys"}
 PURE = {
+    "notes",
     "patterns",
     "baseline",
     "flow",
