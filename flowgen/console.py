@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from flowgen.cluster import cluster_cilium_version
 from flowgen.errors import FlowgenError, InputError, UsageError
-from flowgen.graph import GraphBuilder
+from flowgen.graph import GraphBuilder, Sighting
 from flowgen.source import JsonLineReader, check_inputs, read_files
 from flowgen.store import Store
 from flowgen.timespec import parse_since
@@ -79,12 +79,17 @@ SinceOption = Annotated[
 ]
 
 
-def load_graph(input_file: list[str] | None, store: Path | None, since: str | None) -> pd.DataFrame:
+def load_graph(
+    input_file: list[str] | None,
+    store: Path | None,
+    since: str | None,
+    tap: Callable[[Sighting], None] | None = None,
+) -> pd.DataFrame:
     """The observed graph: built from flow files when given, else read from the store."""
     since_at = parse_since(since, "--since", datetime.now(UTC)) if since else None
     if input_file:
         check_inputs(input_file)
-        builder = GraphBuilder()
+        builder = GraphBuilder(tap=tap)
         reader = JsonLineReader(warn=lambda message: err.print(f"Warning: {message}"))
         flows = read_files(input_file, reader)
         builder.add_all(f for f in flows if since_at is None or f.time is None or f.time >= since_at)

@@ -25,7 +25,7 @@ from flowgen.evidence import Use
 from flowgen.graph import Edge
 from flowgen.policy import Direction, PeerRule, Policy, Rule
 from flowgen.render import dump
-from flowgen.verify import Drop, Verification, describe_l7, request, side_label, verify
+from flowgen.verify import Drop, Replay, Verification, describe_l7, request, side_label, verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +169,14 @@ def compare(
     existing: Sequence[Policy],
     proposed: Sequence[Policy],
     namespaces: Iterable[str] = (),
+    *,
     version: tuple[int, int] = (1, 19),
+    replay: Replay | None = None,
 ) -> Comparison:
+    """`replay`: the flows tapped while building the graph, replayed with full labels."""
     wanted = set(namespaces)
     engine = Engine(existing, version=version)
-    checked = verify(edges, engine, wanted)
+    checked = replay.verify(edges, engine, wanted) if replay is not None else verify(edges, engine, wanted)
     unused = [
         Unused(name, _summary(entry))
         for name, entry in allow_entries(existing, wanted)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -194,6 +194,20 @@ class Edge:
     # Some sighting showed the request past the destination's ingress (see VALUES).
     delivered: bool = True
 
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What identifies the edge among the allowed and denied evidence (see Sighting.edge_key)."""
+        return (
+            self.source,
+            self.destination,
+            self.protocol,
+            self.port,
+            self.l7.kind,
+            self.l7.method,
+            self.l7.path,
+            self.use,
+        )
+
 
 def settle(found: Sequence[Edge]) -> tuple[list[Edge], list[Edge]]:
     """Split allowed evidence into what stands and what a policy drop contradicts: an
@@ -318,6 +332,37 @@ def _fold(seen: _Paths, path: str, bound: int) -> tuple[str, bool]:
 # Building
 
 
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One piece of evidence as the builder counted it: the flow, and the edge it went to."""
+
+    flow: Flow
+    use: Use
+    source: Peer
+    destination: Peer
+    protocol: str
+    port: int
+    l7: L7
+    # The path as stored (folded past the bound), and whether it was folded.
+    path: str
+    folded: bool
+    delivered: bool
+
+    @property
+    def edge_key(self) -> tuple[object, ...]:
+        """What identifies its edge (see Edge.key)."""
+        return (
+            self.source,
+            self.destination,
+            self.protocol,
+            self.port,
+            self.l7.kind,
+            self.l7.method,
+            self.path,
+            self.use,
+        )
+
+
 @dataclass
 class BuildReport:
     """What the builder did with the flows it was given."""
@@ -437,8 +482,10 @@ _WORLD = Peer(PeerKind.ENTITY, name=Entity.WORLD)
 class GraphBuilder:
     """Aggregates flows into a graph frame; `frame()` returns what was built so far."""
 
-    def __init__(self, options: BuildOptions | None = None) -> None:
+    def __init__(self, options: BuildOptions | None = None, tap: Callable[[Sighting], None] | None = None) -> None:
         self.options = options or BuildOptions()
+        # Called with every piece of evidence as it is counted (verify replays them one by one).
+        self._tap = tap
         self.report = BuildReport()
         self._frame = empty()
         self._rows: dict[tuple[object, ...], _Row] = {}
@@ -494,10 +541,15 @@ class GraphBuilder:
             folded,
             flow.node_name,
         )
+        delivered = _delivered(flow, use, destination.peer)
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = _Row(time, source, destination)
-        row.add(int(first), time, attribute.query, _delivered(flow, use, destination.peer), (source, destination))
+        row.add(int(first), time, attribute.query, delivered, (source, destination))
+        if self._tap is not None:
+            self._tap(
+                Sighting(flow, use, source.peer, destination.peer, protocol, port, attribute, path, folded, delivered)
+            )
         if len(self._rows) >= self.options.batch:
             self._flush()
         return use

@@ -43,6 +43,7 @@ from flowgen.report import (
 from flowgen.synth import L7Mode, Options, WorldMode, synthesize
 from flowgen.timespec import parse_duration
 from flowgen.validation import validate
+from flowgen.verify import Replay
 from flowgen.verify import verify as run_verify
 
 # How many notes of one kind generate prints (all go to --report).
@@ -239,8 +240,11 @@ def verify(
         for message in skipped:
             err.print(f"Note: {message}")
         _warn_invalid(existing, version)
-        found = edges(collapse(load_graph(input_file, store, since)))
-        result = run_verify(found, Engine(existing, mode=EngineMode(mode), version=version), namespace or ())
+        # From flow files each flow is replayed with its endpoints' full labels; from the store, the graph.
+        replay = Replay() if input_file else None
+        found = edges(collapse(load_graph(input_file, store, since, tap=replay.tap if replay else None)))
+        engine = Engine(existing, mode=EngineMode(mode), version=version)
+        result = replay.verify(found, engine, namespace or ()) if replay else run_verify(found, engine, namespace or ())
         if format is ReportFormat.json:
             sys.stdout.write(
                 orjson.dumps(verification_json(result, len(existing)), option=orjson.OPT_INDENT_2).decode()
@@ -303,11 +307,12 @@ def diff(
         for message in skipped:
             err.print(f"Note: {message}")
         _warn_invalid(current, version)
-        found = edges(collapse(load_graph(input_file, store, since)))
+        replay = Replay() if input_file else None
+        found = edges(collapse(load_graph(input_file, store, since, tap=replay.tap if replay else None)))
         scope = [] if all_namespaces else namespace or []
         options = Options(version=version, l7=l7, default_deny=default_deny, command=command_line(context))
         proposal = synthesize(found, scope, options)
-        comparison = compare(found, current, proposal.policies, scope, version)
+        comparison = compare(found, current, proposal.policies, scope, version=version, replay=replay)
         if format is ReportFormat.json:
             sys.stdout.write(orjson.dumps(comparison_json(comparison), option=orjson.OPT_INDENT_2).decode() + "\n")
         elif format is ReportFormat.markdown:

@@ -11,12 +11,13 @@ folded paths with a sample id in place of `{id}`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flowgen.engine import Decision, Engine, L7Request, Party, Request
 from flowgen.evidence import L7Kind, Use
-from flowgen.graph import ID_PLACEHOLDER, REST_PLACEHOLDER, Edge, settle
+from flowgen.flow import Endpoint
+from flowgen.graph import ID_PLACEHOLDER, NO_TIME, REST_PLACEHOLDER, Edge, Sighting, settle
 from flowgen.identity import Peer, PeerKind, split_label
 from flowgen.policy import CLUSTER_KEY, NAMESPACE_KEY
 
@@ -101,12 +102,14 @@ class Drop:
     nodes: tuple[str, ...]
     # A DNS lookup: when it is refused, names behind toFQDNs rules stop resolving.
     dns: bool
+    # One real flow behind it, when replayed from flows (uuid, time, node).
+    example_flow: str = ""
 
     @property
     def example(self) -> str:
         where = f" on {self.nodes[0]}" if self.nodes else ""
         what = f" {self.l7}" if self.l7 else ""
-        seen = f"first seen {self.first:%Y-%m-%d %H:%M:%S} UTC{where}"
+        seen = self.example_flow or f"first seen {self.first:%Y-%m-%d %H:%M:%S} UTC{where}"
         return f"{self.source} -> {self.destination} {self.protocol}/{self.port}{what}, {seen}"
 
 
@@ -133,22 +136,130 @@ def side_label(peer: Peer, workload: str) -> str:
     return peer.name or str(peer.kind)
 
 
+@dataclass
+class _Item:
+    """One distinct request to replay, with the evidence behind it."""
+
+    request: Request
+    edge: Edge
+    flows: int
+    first: datetime
+    last: datetime
+    nodes: set[str]
+    example: str = ""
+
+
 def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()) -> Verification:
-    """Replay the allowed evidence (edges touching `namespaces`, all when empty)."""
+    """Replay the allowed evidence of the graph (edges touching `namespaces`, all when empty)."""
+    items = [
+        _Item(request(edge), edge, edge.flows, edge.first, edge.last, set(edge.nodes))
+        for edge in settle(edges)[0]
+        if edge.use in (Use.ALLOWED, Use.AUDIT)
+    ]
+    return _replay(items, engine, namespaces)
+
+
+class Replay:
+    """Replays evidence flow by flow, with each endpoint's full identity labels (so policies
+    that select on labels flowgen's workload key leaves out, such as `version`, match as in
+    the cluster) and the flow's own addresses. Pass `tap` to GraphBuilder, then call `verify`
+    with the graph it built. Memory follows the distinct requests, not the flows."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[object, ...], _Item] = {}
+
+    def tap(self, sighting: Sighting) -> None:
+        if sighting.use not in (Use.ALLOWED, Use.AUDIT):
+            return
+        flow = sighting.flow
+        ip = flow.ip
+        source = _flow_party(flow.source, sighting.source, ip.source if ip else "")
+        destination = _flow_party(flow.destination, sighting.destination, ip.destination if ip else "")
+        edge_like = _sighting_edge(sighting)
+        replayed = Request(source, destination, sighting.protocol, sighting.port, request(edge_like).l7)
+        key = (sighting.edge_key, replayed)
+        time = flow.time or edge_like.first
+        item = self._items.get(key)
+        if item is None:
+            where = f" on {flow.node_name}" if flow.node_name else ""
+            example = f"flow {flow.uuid or '(no uuid)'} at {time:%Y-%m-%d %H:%M:%S} UTC{where}"
+            item = self._items[key] = _Item(replayed, edge_like, 0, time, time, set(), example)
+        item.flows += 1
+        item.first, item.last = min(item.first, time), max(item.last, time)
+        if flow.node_name:
+            item.nodes.add(flow.node_name)
+
+    def verify(self, edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()) -> Verification:
+        """Replay what was tapped, less what the graph's policy drops contradict (see settle)."""
+        contradicted = {edge.key for edge in settle(edges)[1]}
+        names = {}
+        for edge in edges:
+            names[edge.source] = edge.source_workload
+            names[edge.destination] = edge.destination_workload
+        items = []
+        for (edge_key, _request), item in sorted(self._items.items(), key=lambda kv: repr(kv[0])):
+            if edge_key in contradicted:
+                continue
+            edge = replace(
+                item.edge,
+                source_workload=names.get(item.edge.source, ""),
+                destination_workload=names.get(item.edge.destination, ""),
+            )
+            items.append(replace(item, edge=edge))
+        return _replay(items, engine, namespaces)
+
+
+def _flow_party(endpoint: Endpoint, peer: Peer, address: str) -> Party:
+    if peer.kind is not PeerKind.WORKLOAD:
+        base = party(peer)
+        return replace(base, ip=base.ip or address) if base.world else base
+    labels = {NAMESPACE_KEY: peer.namespace}
+    for label in endpoint.labels:
+        source, key, value = split_label(label)
+        if source != "reserved":
+            labels[f"{source or 'k8s'}:{key}"] = value
+    return Party(tuple(sorted(labels.items())))
+
+
+def _sighting_edge(sighting: Sighting) -> Edge:
+    time = sighting.flow.time or NO_TIME
+    l7 = replace(sighting.l7, path=sighting.path)
+    return Edge(
+        source=sighting.source,
+        destination=sighting.destination,
+        protocol=sighting.protocol,
+        port=sighting.port,
+        l7=l7,
+        folded=sighting.folded,
+        use=sighting.use,
+        drop_reason="",
+        flows=1,
+        events=1,
+        first=time,
+        last=time,
+        nodes=(),
+        source_workload="",
+        destination_workload="",
+    )
+
+
+def _replay(items: Sequence[_Item], engine: Engine, namespaces: Iterable[str]) -> Verification:
     wanted = set(namespaces)
     result = Verification()
-    for edge in settle(edges)[0]:
-        if edge.use not in (Use.ALLOWED, Use.AUDIT):
-            continue
+    decisions: dict[Request, Decision] = {}
+    for item in items:
+        edge = item.edge
         if wanted and not wanted & {edge.source.namespace, edge.destination.namespace}:
             continue
-        decision: Decision = engine.decide(request(edge))
+        decision = decisions.get(item.request)
+        if decision is None:
+            decision = decisions[item.request] = engine.decide(item.request)
         result.requests += 1
-        result.flows += edge.flows
+        result.flows += item.flows
         for rule in decision.egress.allowed_by + decision.ingress.allowed_by:
-            result.used[rule] = result.used.get(rule, 0) + edge.flows
+            result.used[rule] = result.used.get(rule, 0) + item.flows
         if decision.allowed:
-            result.allowed_flows += edge.flows
+            result.allowed_flows += item.flows
             if decision.egress.l7_unchecked or decision.ingress.l7_unchecked:
                 result.l7_unchecked += 1
             continue
@@ -166,13 +277,14 @@ def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()
                 l7=describe_l7(edge),
                 refused_by=refused,
                 denied_by=decision.egress.denied_by + decision.ingress.denied_by,
-                flows=edge.flows,
-                first=edge.first,
-                last=edge.last,
-                nodes=edge.nodes,
+                flows=item.flows,
+                first=item.first,
+                last=item.last,
+                nodes=tuple(sorted(item.nodes)),
                 dns=edge.l7.kind is L7Kind.DNS or (edge.port == 53 and edge.protocol in ("UDP", "TCP")),
+                example_flow=item.example,
             )
         )
-    result.drops.sort(key=lambda d: (not d.dns, d.source, d.destination, d.protocol, d.port, d.l7))
+    result.drops.sort(key=lambda d: (not d.dns, d.source, d.destination, d.protocol, d.port, d.l7, d.example_flow))
     result.warnings = sorted(engine.warnings)
     return result

@@ -34,7 +34,7 @@ ALLOWED = {
     "patterns": {"evidence", "graph", "identity", "policy"},
     "baseline": {"policy"},
     "engine": {"policy"},
-    "verify": {"engine", "evidence", "graph", "identity", "policy"},
+    "verify": {"engine", "evidence", "flow", "graph", "identity", "policy"},
     "diff": {"baseline", "engine", "evidence", "graph", "policy", "render", "verify"},
     "report": {"diff", "notes", "verify"},
     "folder": {"errors", "parsing", "policy", "render"},

@@ -315,3 +315,44 @@ def test_diff_of_the_proposal_against_itself_finds_nothing(tmp_path: Path) -> No
     assert report["needed"] == [] and report["unused"] == []
     assert {f["status"] for f in report["files"]} == {"unchanged"}
     assert [(d["source"], d["destination"]) for d in report["denied"]] == [("shop/frontend", "data/postgres")]
+
+
+ONE_JOB_RUN = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: orders-from-one-run
+  namespace: shop
+spec:
+  endpointSelector:
+    matchLabels:
+      app.kubernetes.io/name: orders
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        job-name: nightly-report-29401440
+        k8s:io.kubernetes.pod.namespace: batch
+    toPorts:
+    - ports:
+      - port: "8080"
+        protocol: TCP
+"""
+
+
+def test_verify_from_flows_matches_labels_the_workload_key_leaves_out(tmp_path: Path) -> None:
+    # job-name changes with every CronJob run, so flowgen's workload key drops it; a hand-written
+    # policy that selects one run must still be judged per flow, as Cilium would.
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "orders.yaml").write_text(ONE_JOB_RUN)
+    from_flows = runner.invoke(app, ["verify", "-p", str(folder), "-i", str(DEMO), "-n", "batch", "-f", "json"])
+    drops = orjson.loads(from_flows.stdout)["drops"]
+    to_orders = [d for d in drops if d["destination"] == "shop/orders"]
+    assert to_orders
+    by_uuid = {}
+    for line in DEMO.read_bytes().splitlines():
+        flow = orjson.loads(line).get("flow", {})
+        by_uuid[flow.get("uuid")] = flow
+    for drop in to_orders:
+        uuid = drop["example"].split("flow ", 1)[1].split(" ", 1)[0]
+        assert "k8s:job-name=nightly-report-29402880" in by_uuid[uuid]["source"]["labels"], drop
