@@ -77,12 +77,6 @@ STDIN = "-"
 MAX_PROBLEMS_KEPT = 20
 
 
-class FlowSource(typing.Protocol):
-    """Anything that yields flows: a file reader, a live Hubble stream, a test double."""
-
-    def __iter__(self) -> Iterator[Flow]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Problem:
     """A malformed record: where it is and what is wrong with it."""
