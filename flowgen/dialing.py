@@ -241,15 +241,17 @@ def dial(connection: Connection, give_up: Callable[[], bool]) -> grpc.Channel | 
             except grpc.FutureTimeoutError:
                 pass
             else:
+                ready.cancel()
                 return channel
             reason = _transport_error(channel) or reason
             if _TLS_TROUBLE.search(reason) or time.monotonic() >= end:
                 raise DialError(reason)
     except BaseException:
+        # Stop watching the channel before closing it: grpc's watcher thread fails on a closed channel.
+        ready.cancel()
         channel.close()
         raise
-    finally:
-        ready.cancel()
+    ready.cancel()
     channel.close()
     return None
 

@@ -22,7 +22,6 @@ format with the store and the CLI; typed values are what the rest reads.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import pandas as pd
 
 from flowgen.evidence import L7, L7Kind, Skip, Use, classify, l7_of
 from flowgen.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, TrafficDirection
+from flowgen.folding import SeenPaths, fold
 from flowgen.identity import Entity, Peer, PeerKind, display_name, external_peer, peer_of
 
 # One row per (edge, hour, node). Strings are "" when not applicable.
@@ -274,61 +274,6 @@ def edges(collapsed: pd.DataFrame) -> list[Edge]:
 
 
 # ---------------------------------------------------------------------------
-# Folding exploding HTTP paths
-
-# A path segment that is an id: a number, a UUID, a hex hash, or a long token with a digit.
-_ID_SEGMENT = re.compile(
-    r"^(?:\d+"
-    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|(?=[^/]*\d)[0-9a-fA-F]{8,}"
-    r"|(?=[^/]*\d)[A-Za-z0-9_\-=.~%]{20,})$"
-)
-# Placeholders in folded paths. Hubble shows `{`, `}` in paths percent-encoded,
-# and folded paths are marked (Edge.folded), so they cannot be mistaken for raw ones.
-ID_PLACEHOLDER = "{id}"
-REST_PLACEHOLDER = "*"
-
-
-def is_id_segment(segment: str) -> bool:
-    """Whether a path segment looks like an id (number, UUID, hex hash, long token with a digit)."""
-    return _ID_SEGMENT.match(segment) is not None
-
-
-def path_template(path: str) -> str:
-    """The path with id-like segments replaced by `{id}`."""
-    return "/".join(ID_PLACEHOLDER if is_id_segment(segment) else segment for segment in path.split("/"))
-
-
-def path_prefix(path: str) -> str:
-    """The path's first segment followed by `/*` (anything below it)."""
-    first = path.lstrip("/").split("/", 1)[0]
-    return f"/{first}/{REST_PLACEHOLDER}" if first else f"/{REST_PLACEHOLDER}"
-
-
-@dataclass(slots=True)
-class _Paths:
-    raw: set[str] = field(default_factory=set)
-    templates: set[str] = field(default_factory=set)
-    prefixes: set[str] = field(default_factory=set)
-
-
-def _fold(seen: _Paths, path: str, bound: int) -> tuple[str, bool]:
-    """Keep up to `bound` distinct raw paths per edge; past that, fold new ones to
-    templates, then to prefixes, then to `/*`, each level bounded the same way."""
-    if path in seen.raw:
-        return path, False
-    if len(seen.raw) < bound:
-        seen.raw.add(path)
-        return path, False
-    for level, make in ((seen.templates, path_template), (seen.prefixes, path_prefix)):
-        folded = make(path)
-        if folded in level or len(level) < bound:
-            level.add(folded)
-            return folded, True
-    return f"/{REST_PLACEHOLDER}", True
-
-
-# ---------------------------------------------------------------------------
 # Building
 
 
@@ -490,7 +435,7 @@ class GraphBuilder:
         self._frame = empty()
         self._rows: dict[tuple[object, ...], _Row] = {}
         self._sides_seen: dict[tuple[object, ...], _Side] = {}
-        self._paths: dict[tuple[object, ...], _Paths] = {}
+        self._paths: dict[tuple[object, ...], SeenPaths] = {}
         self._recent: dict[int, datetime] = {}
         self._answers: dict[tuple[Peer, str], tuple[str, datetime]] = {}
         self._latest = NO_TIME
@@ -567,8 +512,8 @@ class GraphBuilder:
         base = (source, destination, protocol, port, attribute.method)
         seen = self._paths.get(base)
         if seen is None:
-            seen = self._paths[base] = _Paths()
-        path, folded = _fold(seen, attribute.path, self.options.max_paths)
+            seen = self._paths[base] = SeenPaths()
+        path, folded = fold(seen, attribute.path, self.options.max_paths)
         if folded:
             self.report.folded[(f"{source} -> {destination} {protocol}/{port} {attribute.method}", path)] += 1
         return path, folded

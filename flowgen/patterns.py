@@ -22,7 +22,8 @@ from urllib.parse import unquote
 
 from publicsuffixlist import PublicSuffixList
 
-from flowgen.graph import ID_PLACEHOLDER, REST_PLACEHOLDER, Edge, is_id_segment
+from flowgen.folding import ID_PLACEHOLDER, REST_PLACEHOLDER, is_id_segment
+from flowgen.graph import Edge
 from flowgen.identity import SERVICEACCOUNT_LABEL, Peer, split_label
 from flowgen.policy import KAFKA_ROLE_KEYS, FQDNSelector, KafkaRule
 

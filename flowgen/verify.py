@@ -17,7 +17,8 @@ from datetime import datetime
 from flowgen.engine import Decision, Engine, L7Request, Party, Request
 from flowgen.evidence import L7Kind, Use
 from flowgen.flow import Endpoint
-from flowgen.graph import ID_PLACEHOLDER, NO_TIME, REST_PLACEHOLDER, Edge, Sighting, settle
+from flowgen.folding import ID_PLACEHOLDER, REST_PLACEHOLDER
+from flowgen.graph import NO_TIME, Edge, Sighting, settle
 from flowgen.identity import Peer, PeerKind, split_label
 from flowgen.policy import CLUSTER_KEY, NAMESPACE_KEY
 

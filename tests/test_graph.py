@@ -29,6 +29,7 @@ from flowgen.flow import (
     Verdict,
     Workload,
 )
+from flowgen.folding import path_prefix, path_template
 from flowgen.graph import (
     BuildOptions,
     GraphBuilder,
@@ -36,8 +37,6 @@ from flowgen.graph import (
     edges,
     merge,
     namespace_filter,
-    path_prefix,
-    path_template,
     since_filter,
 )
 from flowgen.identity import Entity, Peer, PeerKind, display_name, identity_relevant, peer_of, workload_labels

@@ -21,7 +21,8 @@ ALLOWED = {
     "summary": {"flow"},
     "identity": {"flow"},
     "evidence": {"flow"},
-    "graph": {"evidence", "flow", "identity"},
+    "folding": set(),
+    "graph": {"evidence", "flow", "folding", "identity"},
     "diagram": {"evidence", "graph", "identity"},
     "store": {"errors", "graph"},
     "session": {"evidence", "flow", "graph", "hubble", "source", "store", "summary"},
@@ -31,10 +32,10 @@ ALLOWED = {
     "parsing": {"errors", "policy"},
     "synth": {"baseline", "evidence", "graph", "identity", "notes", "patterns", "policy"},
     "notes": {"evidence", "graph", "policy"},
-    "patterns": {"evidence", "graph", "identity", "policy"},
+    "patterns": {"evidence", "folding", "graph", "identity", "policy"},
     "baseline": {"policy"},
     "engine": {"policy"},
-    "verify": {"engine", "evidence", "flow", "graph", "identity", "policy"},
+    "verify": {"engine", "evidence", "flow", "folding", "graph", "identity", "policy"},
     "diff": {"baseline", "engine", "evidence", "graph", "policy", "render", "verify"},
     "report": {"diff", "notes", "verify"},
     "folder": {"errors", "parsing", "policy", "render"},
@@ -76,6 +77,7 @@ ALLOWED = {
 # The pure core touches no network, files, clock or environment.
 IMPURE = {"os", "socket", "subprocess", "time", "grpc", "pathlib", "sys"}
 PURE = {
+    "folding",
     "notes",
     "patterns",
     "baseline",
