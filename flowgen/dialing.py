@@ -209,19 +209,35 @@ def _open_channel(connection: Connection) -> grpc.Channel:
     return grpc.secure_channel(connection.target, credentials, options=options)
 
 
-def _transport_error(channel: grpc.Channel) -> str | None:
-    """Why the channel is not connected, if gRPC knows yet (a fail-fast call reads its last error)."""
-    status = channel.unary_unary(
+def _status_call(
+    channel: grpc.Channel,
+) -> grpc.UnaryUnaryMultiCallable[observer_pb2.ServerStatusRequest, observer_pb2.ServerStatusResponse]:
+    return channel.unary_unary(
         _SERVER_STATUS,
         request_serializer=observer_pb2.ServerStatusRequest.SerializeToString,
         response_deserializer=observer_pb2.ServerStatusResponse.FromString,
     )
+
+
+def _transport_error(channel: grpc.Channel) -> str | None:
+    """Why the channel is not connected, if gRPC knows yet (a fail-fast call reads its last error)."""
     try:
-        status(observer_pb2.ServerStatusRequest(), timeout=_SLICE / 2, wait_for_ready=False)
+        _status_call(channel)(observer_pb2.ServerStatusRequest(), timeout=_SLICE / 2, wait_for_ready=False)
     except grpc.RpcError as err:
         if err.code() is grpc.StatusCode.UNAVAILABLE:
             return shorten(err.details())
     return None
+
+
+def _answers(channel: grpc.Channel) -> bool:
+    """Whether the server answers within a slice. A ServerStatus call that waits for the
+    connection tells, without grpc's connectivity watcher thread (which fails when the
+    channel is closed under it). Any answer, even UNIMPLEMENTED, means connected."""
+    try:
+        _status_call(channel)(observer_pb2.ServerStatusRequest(), timeout=_SLICE, wait_for_ready=True)
+    except grpc.RpcError as err:
+        return err.code() is not grpc.StatusCode.DEADLINE_EXCEEDED
+    return True
 
 
 def dial(connection: Connection, give_up: Callable[[], bool]) -> grpc.Channel | None:
@@ -231,27 +247,18 @@ def dial(connection: Connection, give_up: Callable[[], bool]) -> grpc.Channel | 
     may be coming up), except that a TLS failure is final at once.
     """
     channel = _open_channel(connection)
-    ready = grpc.channel_ready_future(channel)
     end = time.monotonic() + connection.timeout
     reason = f"no answer within {connection.timeout:g}s"
     try:
         while not give_up():
-            try:
-                ready.result(timeout=_SLICE)
-            except grpc.FutureTimeoutError:
-                pass
-            else:
-                ready.cancel()
+            if _answers(channel):
                 return channel
             reason = _transport_error(channel) or reason
             if _TLS_TROUBLE.search(reason) or time.monotonic() >= end:
                 raise DialError(reason)
     except BaseException:
-        # Stop watching the channel before closing it: grpc's watcher thread fails on a closed channel.
-        ready.cancel()
         channel.close()
         raise
-    ready.cancel()
     channel.close()
     return None
 
