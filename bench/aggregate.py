@@ -18,12 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ingest import generate
-from report import machine, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -82,7 +81,7 @@ def main() -> int:
         [
             HEADING,
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, with `make bench`",
+            measured(", with `make bench`"),
             f"(`python bench/aggregate.py --sizes {args.sizes} --seed {args.seed}`).",
             "Each capture is gzip-compressed Hubble JSON from the seeded generator of bench/ingest.py",
             "(240 workloads in 12 namespaces, each talking to 2-6 fixed peers; 10% HTTP with ids in",

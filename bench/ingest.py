@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from report import machine, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -187,7 +187,7 @@ def main() -> int:
         [
             "## Ingest: file -> Flow values",
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, with `make bench`",
+            measured(", with `make bench`"),
             f"(`python bench/ingest.py --lines {args.lines} --seed {args.seed} --repeat {args.repeat}`;",
             "each row is the fastest of the rounds, run alternately).",
             f"Capture: {args.lines:,} lines, {size / args.lines:,.0f} bytes per line on average "

@@ -29,11 +29,10 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from report import machine, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "## Observe: Hubble Relay (loopback gRPC) -> Flow values"
@@ -155,7 +154,7 @@ def main() -> int:
         [
             HEADING,
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}",
+            measured(),
             f"(`python bench/observe.py --flows {args.flows} --repeat {args.repeat}`;",
             "each row is the fastest of the rounds, run alternately).",
             f"The fake relay (tests/relay_server.py, in its own process) streams {args.flows:,} flows of",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -25,6 +26,11 @@ def machine() -> str:
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.machine()}"
     )
+
+
+def measured(how: str = "") -> str:
+    """The line that says when and where a benchmark ran (and with what, when given)."""
+    return f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}{how}"
 
 
 def replace_section(path: Path, section: str) -> None:

@@ -188,16 +188,17 @@ def compare(
             continue
         if wanted and not wanted & {edge.source.namespace, edge.destination.namespace}:
             continue
-        decision = engine.decide(request(edge))
+        replayed = request(edge)
+        decision = engine.decide(replayed)
         blame = decision.egress.denied_by + decision.ingress.denied_by
         if not blame:
+            parties = {
+                "egress": (replayed.source, Direction.EGRESS),
+                "ingress": (replayed.destination, Direction.INGRESS),
+            }
             blame = tuple(
-                f"{side}: no rule of {', '.join(engine.enforcing(party, direction)) or 'any policy'} allows it"
-                for side, verdict, party, direction in (
-                    ("egress", decision.egress, request(edge).source, Direction.EGRESS),
-                    ("ingress", decision.ingress, request(edge).destination, Direction.INGRESS),
-                )
-                if not verdict.allowed
+                f"{side}: no rule of {', '.join(engine.enforcing(*parties[side])) or 'any policy'} allows it"
+                for side in decision.refused
             ) or ("the existing policies would allow it now",)
         denied.append(
             Denied(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from flowgen.policy import (
+    INT_PORT,
     KAFKA_ROLE_KEYS,
     NAMESPACE_KEY,
     Direction,
@@ -160,6 +161,13 @@ class Decision:
     def allowed(self) -> bool:
         return self.egress.allowed and self.ingress.allowed
 
+    @property
+    def refused(self) -> tuple[str, ...]:
+        """The sides that refuse the request: "egress" (the source's), "ingress" (the destination's)."""
+        return tuple(
+            side for side, verdict in (("egress", self.egress), ("ingress", self.ingress)) if not verdict.allowed
+        )
+
 
 _OPEN = Side(enforced=False, allowed=True)
 
@@ -274,9 +282,9 @@ class Engine:
         if icmp:
             return False, False
         for port_rule in entry.to_ports:
-            # An integer port (recorded by the parser as "...=int") is matched by its number;
-            # validation reports it, since the CRD refuses it.
-            unmodelled = [item for item in port_rule.unsupported if not item.endswith("=int")]
+            # An integer port (recorded by the parser, see policy.INT_PORT) is matched by its
+            # number; validation reports it, since the CRD refuses it.
+            unmodelled = [item for item in port_rule.unsupported if not item.endswith(INT_PORT)]
             if unmodelled:
                 self.warnings.add(f"toPorts {', '.join(unmodelled)} not modelled")
             if not any(self._port_matches(p, request) for p in port_rule.ports or (PortProtocol(),)):

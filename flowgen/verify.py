@@ -264,11 +264,6 @@ def _replay(items: Sequence[_Item], engine: Engine, namespaces: Iterable[str]) -
             if decision.egress.l7_unchecked or decision.ingress.l7_unchecked:
                 result.l7_unchecked += 1
             continue
-        refused = tuple(
-            side
-            for side, verdict in (("egress", decision.egress), ("ingress", decision.ingress))
-            if not verdict.allowed
-        )
         result.drops.append(
             Drop(
                 source=side_label(edge.source, edge.source_workload),
@@ -276,7 +271,7 @@ def _replay(items: Sequence[_Item], engine: Engine, namespaces: Iterable[str]) -
                 protocol=edge.protocol,
                 port=edge.port,
                 l7=describe_l7(edge),
-                refused_by=refused,
+                refused_by=decision.refused,
                 denied_by=decision.egress.denied_by + decision.ingress.denied_by,
                 flows=item.flows,
                 first=item.first,
