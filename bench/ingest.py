@@ -113,7 +113,7 @@ def generate(path: Path, lines: int, seed: int) -> None:
 
 def _run(mode: str, path: Path, limit: int) -> None:
     """One measurement (in a child process); prints a JSON result line."""
-    from flowgen.source import JsonLineReader  # noqa: PLC0415 - imported in the child only
+    from flowgen.ingest.jsonlines import JsonLineReader  # noqa: PLC0415 - imported in the child only
 
     count = 0
     started = time.perf_counter()

@@ -10,7 +10,7 @@ with the request flowgen sends:
 - bare: a plain gRPC loop that only counts GetFlowsResponse messages (the
   floor any Python client pays: HTTP/2, protobuf parsing, grpcio), on a channel
   set up like RelayStream's;
-- stream: flowgen.hubble.RelayStream.events(), counting the Flow values it yields
+- stream: flowgen.ingest.hubble.RelayStream.events(), counting the Flow values it yields
   (adds the pump thread, the conversion to Flow, and the resume dedupe).
 
 The fake relay runs in a process of its own and sends whole flows (a real Cilium 1.16+
@@ -47,8 +47,8 @@ def _run(mode: str, address: str) -> None:
     import grpc  # noqa: PLC0415 - imported in the child only
 
     from flowgen._pb.observer import observer_pb2  # noqa: PLC0415
-    from flowgen.dialing import Connection  # noqa: PLC0415
-    from flowgen.hubble import Query, Received, RelayStream, flows_request  # noqa: PLC0415
+    from flowgen.ingest.dialing import Connection  # noqa: PLC0415
+    from flowgen.ingest.hubble import Query, Received, RelayStream, flows_request  # noqa: PLC0415
 
     query = Query(follow=False)
     count = 0
@@ -166,7 +166,7 @@ def main() -> int:
             *rows,
             "",
             "The bare loop only counts the messages grpcio hands over; `RelayStream` adds its pump thread,",
-            "the conversion to `Flow` (flowgen.source.flow_from_proto) and the resume dedupe. Client CPU is",
+            "the conversion to `Flow` (flowgen.ingest.proto.flow_from_proto) and the resume dedupe. Client CPU is",
             "CPU time over wall time: near or above 100% means the client, not the relay, sets the pace.",
         ]
     )

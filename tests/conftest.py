@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowgen.flow import (
+from flowgen.ingest.flow import (
     IP,
     TCP,
     CiliumEventType,

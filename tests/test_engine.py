@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowgen.engine import Engine, L7Request, Mode, Party, Request, fqdn_matches
-from flowgen.policy import (
+from flowgen.check.engine import Engine, L7Request, Mode, Party, Request, fqdn_matches
+from flowgen.policy.model import (
     CIDRRule,
     EnableDefaultDeny,
     FQDNSelector,

@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowgen.evidence import L7, L7Kind, Skip, Use, classify, l7_of, request_direction
-from flowgen.flow import (
+from flowgen.graph.builder import BuildOptions, GraphBuilder
+from flowgen.graph.evidence import L7, L7Kind, Skip, Use, classify, l7_of, request_direction
+from flowgen.graph.folding import path_prefix, path_template
+from flowgen.graph.frame import collapse, edges, merge, namespace_filter, since_filter
+from flowgen.graph.identity import Entity, Peer, PeerKind, display_name, identity_relevant, peer_of, workload_labels
+from flowgen.ingest.files import read_files
+from flowgen.ingest.flow import (
     DNS,
     HTTP,
     ICMP,
@@ -29,18 +34,7 @@ from flowgen.flow import (
     Verdict,
     Workload,
 )
-from flowgen.folding import path_prefix, path_template
-from flowgen.graph import (
-    BuildOptions,
-    GraphBuilder,
-    collapse,
-    edges,
-    merge,
-    namespace_filter,
-    since_filter,
-)
-from flowgen.identity import Entity, Peer, PeerKind, display_name, identity_relevant, peer_of, workload_labels
-from flowgen.source import JsonLineReader, read_files
+from flowgen.ingest.jsonlines import JsonLineReader
 from tests.conftest import DEMO, entity, pod, tcp_flow
 
 FRONTEND = pod("shop", "frontend")

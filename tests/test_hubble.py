@@ -17,9 +17,9 @@ from google.protobuf import json_format
 from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2
 from flowgen._pb.relay import relay_pb2
-from flowgen.dialing import Connection, server_status
 from flowgen.errors import RelayError
-from flowgen.hubble import (
+from flowgen.ingest.dialing import Connection, server_status
+from flowgen.ingest.hubble import (
     FIELD_MASK,
     Connected,
     Event,
@@ -33,7 +33,7 @@ from flowgen.hubble import (
     _RecentFlows,
     flows_request,
 )
-from flowgen.source import flow_from_proto
+from flowgen.ingest.proto import flow_from_proto
 from tests.conftest import DEMO
 from tests.relay_server import (
     SERVER_NAME,

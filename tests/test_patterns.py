@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flowgen.evidence import L7, L7Kind, Use
-from flowgen.graph import Edge
-from flowgen.identity import Peer, PeerKind
-from flowgen.patterns import Selectors, collapse_names, kafka_rules, path_regex, policy_name
-from flowgen.policy import FQDNSelector, KafkaRule
+from flowgen.graph.edge import Edge
+from flowgen.graph.evidence import L7, L7Kind, Use
+from flowgen.graph.identity import Peer, PeerKind
+from flowgen.policy.model import FQDNSelector, KafkaRule
+from flowgen.synth.patterns import Selectors, collapse_names, kafka_rules, path_regex, policy_name
 
 
 def workload(namespace: str, *labels: str) -> Peer:

@@ -14,8 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from flowgen.cli import app
-from flowgen.parsing import parse
-from flowgen.validation import validate
+from flowgen.policy.parsing import parse
+from flowgen.policy.validation import validate
 from tests.conftest import DEMO, ROOT
 from tests.crd import crd_errors
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowgen.policy import (
+from flowgen.policy.model import (
     MANAGED_BY,
     CIDRRule,
     EnableDefaultDeny,
@@ -24,7 +24,7 @@ from flowgen.policy import (
     Rule,
     Selector,
 )
-from flowgen.validation import validate
+from flowgen.policy.validation import validate
 
 APP = Selector.of({"app": "api"})
 TCP, UDP, ANY = L4Protocol.TCP, L4Protocol.UDP, L4Protocol.ANY

@@ -18,14 +18,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowgen.diff import allow_entries
-from flowgen.engine import Engine
-from flowgen.evidence import L7, L7Kind, Use
-from flowgen.graph import Edge
-from flowgen.identity import Peer, PeerKind
-from flowgen.render import dump
-from flowgen.synth import Options, synthesize
-from flowgen.verify import request, verify
+from flowgen.check.diff import allow_entries
+from flowgen.check.engine import Engine
+from flowgen.check.verify import request, verify
+from flowgen.graph.edge import Edge
+from flowgen.graph.evidence import L7, L7Kind, Use
+from flowgen.graph.identity import Peer, PeerKind
+from flowgen.policy.render import dump
+from flowgen.synth.synth import Options, synthesize
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

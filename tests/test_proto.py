@@ -7,9 +7,9 @@ import enum
 import pytest
 from google.protobuf import json_format
 
-from flowgen import flow
 from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2, observer_pb2_grpc
+from flowgen.ingest import flow
 from tests.conftest import DEMO, sample_files
 
 

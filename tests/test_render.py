@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowgen.errors import InputError
-from flowgen.parsing import parse
-from flowgen.policy import (
+from flowgen.policy.model import (
     ENTITIES,
     ICMP_TYPE_NAMES,
     MANAGED_BY,
@@ -36,8 +35,9 @@ from flowgen.policy import (
     Rule,
     Selector,
 )
-from flowgen.render import comment_lines, dump, to_document
-from flowgen.validation import validate
+from flowgen.policy.parsing import parse
+from flowgen.policy.render import comment_lines, dump, to_document
+from flowgen.policy.validation import validate
 from tests.crd import crd_errors
 
 APP = Selector.of({"app": "api"})

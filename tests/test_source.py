@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2
 from flowgen.errors import InputError, MalformedInputError
-from flowgen.flow import DropReason, Flow, L7Type, Protocol, Verdict
-from flowgen.source import JsonLineReader, ReadReport, flow_from_proto, read_files
+from flowgen.ingest.files import read_files
+from flowgen.ingest.flow import DropReason, Flow, L7Type, Protocol, Verdict
+from flowgen.ingest.jsonlines import JsonLineReader, ReadReport
+from flowgen.ingest.proto import flow_from_proto
 from tests.conftest import DEMO, sample_files
 
 FLOW = (

@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from flowgen.errors import StoreError
-from flowgen.graph import GraphBuilder, collapse, edges
-from flowgen.source import JsonLineReader, read_files
-from flowgen.store import Store, new_run_id
+from flowgen.graph.builder import GraphBuilder
+from flowgen.graph.frame import collapse, edges
+from flowgen.graph.store import Store, new_run_id
+from flowgen.ingest.files import read_files
+from flowgen.ingest.jsonlines import JsonLineReader
 from tests.conftest import DEMO, ROOT, pod, tcp_flow
 
 FRONTEND = pod("shop", "frontend")
@@ -112,9 +114,10 @@ _WRITER = textwrap.dedent(
     import os, sys
     sys.path.insert(0, {root!r})
     from pathlib import Path
-    from flowgen.graph import GraphBuilder
-    from flowgen.source import JsonLineReader, read_files
-    from flowgen.store import Store
+    from flowgen.graph.builder import GraphBuilder
+    from flowgen.ingest.jsonlines import JsonLineReader
+    from flowgen.ingest.files import read_files
+    from flowgen.graph.store import Store
     builder = GraphBuilder()
     builder.add_all(read_files([{demo!r}], JsonLineReader()))
     store = Store(Path(sys.argv[1]))

@@ -1,0 +1,288 @@
+"""Replay observed requests against a policy set: what would it drop?
+
+Each allowed (or audit) edge of the graph becomes one request for the engine,
+with the edge's counts. Workloads are matched by their stable identity labels
+(see flowgen.graph.identity; labels dropped as volatile, such as `version` or
+`job-name`, are not there to match), outside destinations by the DNS name or
+address the graph recorded, HTTP paths with a query string as `path?`, and
+folded paths with a sample id in place of `{id}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from flowgen.check.engine import Decision, Engine, L7Request, Party, Request
+from flowgen.graph.builder import Sighting
+from flowgen.graph.edge import Edge, settle
+from flowgen.graph.evidence import L7Kind, Use
+from flowgen.graph.folding import ID_PLACEHOLDER, REST_PLACEHOLDER
+from flowgen.graph.frame import NO_TIME
+from flowgen.graph.identity import Peer, PeerKind, split_label
+from flowgen.ingest.flow import Endpoint
+from flowgen.policy.model import CLUSTER_KEY, NAMESPACE_KEY
+
+# Stands in for `{id}` and a trailing `*` of folded paths when they are replayed.
+SAMPLE_ID = "1"
+SAMPLE_REST = "x"
+
+
+def party(peer: Peer, namespace_labels: tuple[str, ...] = ()) -> Party:
+    """How the engine sees a graph peer (with its namespace's labels, for namespace-label selectors)."""
+    if peer.kind is PeerKind.WORKLOAD:
+        labels = []
+        for label in (*peer.labels, *namespace_labels):
+            source, key, value = split_label(label)
+            labels.append((f"{source or 'k8s'}:{key}", value))
+        labels.append((NAMESPACE_KEY, peer.namespace))
+        if peer.cluster:
+            labels.append((CLUSTER_KEY, peer.cluster))
+        return Party(tuple(sorted(labels)))
+    if peer.kind is PeerKind.ENTITY:
+        if peer.name == "world":
+            return Party(world=True)
+        return Party(((f"reserved:{peer.name}", ""),))
+    if peer.kind is PeerKind.CIDR:
+        return Party(ip=peer.name.split("/", 1)[0], world=True)
+    if peer.kind is PeerKind.FQDN:
+        return Party(names=(peer.name,), world=True)
+    return Party()
+
+
+def _path(edge: Edge) -> str:
+    path = edge.l7.path
+    if edge.folded:
+        segments = [SAMPLE_ID if s == ID_PLACEHOLDER else s for s in path.split("/")]
+        if segments and segments[-1] == REST_PLACEHOLDER:
+            segments[-1] = SAMPLE_REST
+        path = "/".join(segments)
+    return path + ("?" if edge.l7.query else "")
+
+
+def request(edge: Edge) -> Request:
+    kind = edge.l7.kind
+    if kind in (L7Kind.HTTP, L7Kind.GRPC):
+        l7 = L7Request("http", method=edge.l7.method, path=_path(edge))
+    elif kind is L7Kind.DNS:
+        l7 = L7Request("dns", name=edge.l7.path)
+    elif kind is L7Kind.KAFKA:
+        l7 = L7Request("kafka", method=edge.l7.method, topic=edge.l7.path)
+    else:
+        l7 = L7Request()
+    source = party(edge.source, edge.source_namespace_labels)
+    destination = party(edge.destination, edge.destination_namespace_labels)
+    return Request(source, destination, edge.protocol, edge.port, l7)
+
+
+def describe_l7(edge: Edge) -> str:
+    if edge.l7.kind is L7Kind.NONE:
+        return ""
+    if edge.l7.kind is L7Kind.DNS:
+        return f"DNS {edge.l7.path}"
+    if edge.l7.kind is L7Kind.KAFKA:
+        return f"Kafka {edge.l7.method} {edge.l7.path}"
+    return f"{edge.l7.method} {edge.l7.path}{'?...' if edge.l7.query else ''}{' (folded)' if edge.folded else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """An observed request the policies would drop, with who refuses it and why."""
+
+    source: str
+    destination: str
+    protocol: str
+    port: int
+    l7: str
+    # "egress" (the source may not send it), "ingress" (the destination may not take it) or both.
+    refused_by: tuple[str, ...]
+    # Explicit deny rules that match it (empty: no allow rule matched).
+    denied_by: tuple[str, ...]
+    flows: int
+    first: datetime
+    last: datetime
+    nodes: tuple[str, ...]
+    # A DNS lookup: when it is refused, names behind toFQDNs rules stop resolving.
+    dns: bool
+    # One real flow behind it, when replayed from flows (uuid, time, node).
+    example_flow: str = ""
+
+    @property
+    def example(self) -> str:
+        where = f" on {self.nodes[0]}" if self.nodes else ""
+        what = f" {self.l7}" if self.l7 else ""
+        seen = self.example_flow or f"first seen {self.first:%Y-%m-%d %H:%M:%S} UTC{where}"
+        return f"{self.source} -> {self.destination} {self.protocol}/{self.port}{what}, {seen}"
+
+
+@dataclass
+class Verification:
+    requests: int = 0
+    flows: int = 0
+    allowed_flows: int = 0
+    # Requests that passed at L4 on an L7 port without L7 detail to check.
+    l7_unchecked: int = 0
+    drops: list[Drop] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # Per policy rule ("Kind/ns/name egress[0]"): flows it allowed.
+    used: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dropped_flows(self) -> int:
+        return sum(d.flows for d in self.drops)
+
+
+def side_label(peer: Peer, workload: str) -> str:
+    if peer.kind is PeerKind.WORKLOAD:
+        return f"{peer.namespace}/{workload or ','.join(peer.labels)}"
+    return peer.name or str(peer.kind)
+
+
+@dataclass
+class _Item:
+    """One distinct request to replay, with the evidence behind it."""
+
+    request: Request
+    edge: Edge
+    flows: int
+    first: datetime
+    last: datetime
+    nodes: set[str]
+    example: str = ""
+
+
+def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()) -> Verification:
+    """Replay the allowed evidence of the graph (edges touching `namespaces`, all when empty)."""
+    items = [
+        _Item(request(edge), edge, edge.flows, edge.first, edge.last, set(edge.nodes))
+        for edge in settle(edges)[0]
+        if edge.use in (Use.ALLOWED, Use.AUDIT)
+    ]
+    return _replay(items, engine, namespaces)
+
+
+class Replay:
+    """Replays evidence flow by flow, with each endpoint's full identity labels (so policies
+    that select on labels flowgen's workload key leaves out, such as `version`, match as in
+    the cluster) and the flow's own addresses. Pass `tap` to GraphBuilder, then call `verify`
+    with the graph it built. Memory follows the distinct requests, not the flows."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[object, ...], _Item] = {}
+
+    def tap(self, sighting: Sighting) -> None:
+        if sighting.use not in (Use.ALLOWED, Use.AUDIT):
+            return
+        flow = sighting.flow
+        ip = flow.ip
+        source = _flow_party(flow.source, sighting.source, ip.source if ip else "")
+        destination = _flow_party(flow.destination, sighting.destination, ip.destination if ip else "")
+        edge_like = _sighting_edge(sighting)
+        replayed = Request(source, destination, sighting.protocol, sighting.port, request(edge_like).l7)
+        key = (sighting.edge_key, replayed)
+        time = flow.time or edge_like.first
+        item = self._items.get(key)
+        if item is None:
+            where = f" on {flow.node_name}" if flow.node_name else ""
+            example = f"flow {flow.uuid or '(no uuid)'} at {time:%Y-%m-%d %H:%M:%S} UTC{where}"
+            item = self._items[key] = _Item(replayed, edge_like, 0, time, time, set(), example)
+        item.flows += 1
+        item.first, item.last = min(item.first, time), max(item.last, time)
+        if flow.node_name:
+            item.nodes.add(flow.node_name)
+
+    def verify(self, edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()) -> Verification:
+        """Replay what was tapped, less what the graph's policy drops contradict (see settle)."""
+        contradicted = {edge.key for edge in settle(edges)[1]}
+        names = {}
+        for edge in edges:
+            names[edge.source] = edge.source_workload
+            names[edge.destination] = edge.destination_workload
+        items = []
+        for (edge_key, _request), item in sorted(self._items.items(), key=lambda kv: repr(kv[0])):
+            if edge_key in contradicted:
+                continue
+            edge = replace(
+                item.edge,
+                source_workload=names.get(item.edge.source, ""),
+                destination_workload=names.get(item.edge.destination, ""),
+            )
+            items.append(replace(item, edge=edge))
+        return _replay(items, engine, namespaces)
+
+
+def _flow_party(endpoint: Endpoint, peer: Peer, address: str) -> Party:
+    if peer.kind is not PeerKind.WORKLOAD:
+        base = party(peer)
+        return replace(base, ip=base.ip or address) if base.world else base
+    labels = {NAMESPACE_KEY: peer.namespace}
+    for label in endpoint.labels:
+        source, key, value = split_label(label)
+        if source != "reserved":
+            labels[f"{source or 'k8s'}:{key}"] = value
+    return Party(tuple(sorted(labels.items())))
+
+
+def _sighting_edge(sighting: Sighting) -> Edge:
+    time = sighting.flow.time or NO_TIME
+    l7 = replace(sighting.l7, path=sighting.path)
+    return Edge(
+        source=sighting.source,
+        destination=sighting.destination,
+        protocol=sighting.protocol,
+        port=sighting.port,
+        l7=l7,
+        folded=sighting.folded,
+        use=sighting.use,
+        drop_reason="",
+        flows=1,
+        events=1,
+        first=time,
+        last=time,
+        nodes=(),
+        source_workload="",
+        destination_workload="",
+    )
+
+
+def _replay(items: Sequence[_Item], engine: Engine, namespaces: Iterable[str]) -> Verification:
+    wanted = set(namespaces)
+    result = Verification()
+    decisions: dict[Request, Decision] = {}
+    for item in items:
+        edge = item.edge
+        if wanted and not wanted & {edge.source.namespace, edge.destination.namespace}:
+            continue
+        decision = decisions.get(item.request)
+        if decision is None:
+            decision = decisions[item.request] = engine.decide(item.request)
+        result.requests += 1
+        result.flows += item.flows
+        for rule in decision.egress.allowed_by + decision.ingress.allowed_by:
+            result.used[rule] = result.used.get(rule, 0) + item.flows
+        if decision.allowed:
+            result.allowed_flows += item.flows
+            if decision.egress.l7_unchecked or decision.ingress.l7_unchecked:
+                result.l7_unchecked += 1
+            continue
+        result.drops.append(
+            Drop(
+                source=side_label(edge.source, edge.source_workload),
+                destination=side_label(edge.destination, edge.destination_workload),
+                protocol=edge.protocol,
+                port=edge.port,
+                l7=describe_l7(edge),
+                refused_by=decision.refused,
+                denied_by=decision.egress.denied_by + decision.ingress.denied_by,
+                flows=item.flows,
+                first=item.first,
+                last=item.last,
+                nodes=tuple(sorted(item.nodes)),
+                dns=edge.l7.kind is L7Kind.DNS or (edge.port == 53 and edge.protocol in ("UDP", "TCP")),
+                example_flow=item.example,
+            )
+        )
+    result.drops.sort(key=lambda d: (not d.dns, d.source, d.destination, d.protocol, d.port, d.l7, d.example_flow))
+    result.warnings = sorted(engine.warnings)
+    return result

@@ -1,0 +1,145 @@
+"""What the command-line modules share: the consoles, the one error boundary, the common
+options, and loading the observed graph. With cli.py and policy_commands.py, the only
+code that prints, reads the environment or exits."""
+
+from __future__ import annotations
+
+import enum
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import platformdirs
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from flowgen.cli.timespec import parse_since
+from flowgen.errors import FlowgenError, InputError, UsageError
+from flowgen.graph.builder import GraphBuilder, Sighting
+from flowgen.graph.store import Store
+from flowgen.ingest.files import check_inputs, read_files
+from flowgen.ingest.jsonlines import JsonLineReader
+from flowgen.policy.cluster import cluster_cilium_version
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# markup=False: messages carry user content (paths, file lines) that must print as is.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+
+
+@contextmanager
+def errors_boundary() -> Iterator[None]:
+    """The one error boundary: expected failures print `Error: ...` and exit 1 (usage errors 2)."""
+    try:
+        yield
+    except UsageError as problem:
+        err.print(f"[red]Error:[/red] {escape(str(problem))}", markup=True)
+        raise typer.Exit(2) from None
+    except FlowgenError as problem:
+        err.print(f"[red]Error:[/red] {escape(str(problem))}", markup=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        raise typer.Exit(130) from None
+
+
+def default_store() -> Path:
+    return Path(platformdirs.user_data_dir("flowgen")) / "store"
+
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        envvar="FLOWGEN_STORE",
+        help="Observation store directory (default: flowgen/store under the user data directory).",
+        show_default=False,
+    ),
+]
+NamespaceOption = Annotated[
+    list[str] | None,
+    typer.Option("--namespace", "-n", help="Only flows with an endpoint in this namespace (repeatable)."),
+]
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-file",
+        "-i",
+        help="Hubble JSON lines to read (hubble observe -o json, exporter files, .gz); "
+        "repeat for several files; - reads stdin.",
+    ),
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="Only flows since this time: a duration back (7d, 1h) or RFC 3339.")
+]
+
+
+def load_graph(
+    input_file: list[str] | None,
+    store: Path | None,
+    since: str | None,
+    tap: Callable[[Sighting], None] | None = None,
+) -> pd.DataFrame:
+    """The observed graph: built from flow files when given, else read from the store."""
+    since_at = parse_since(since, "--since", datetime.now(UTC)) if since else None
+    if input_file:
+        check_inputs(input_file)
+        builder = GraphBuilder(tap=tap)
+        reader = JsonLineReader(warn=lambda message: err.print(f"Warning: {message}"))
+        flows = read_files(input_file, reader)
+        builder.add_all(f for f in flows if since_at is None or f.time is None or f.time >= since_at)
+        return builder.frame()
+    where = store or default_store()
+    loaded = Store(where).load(since_at)
+    for path, reason in loaded.problems:
+        err.print(f"Warning: skipping unreadable store file {path}: {reason}")
+    if not loaded.runs:
+        raise InputError(
+            f"the store at {where} holds no observations yet; run `flowgen observe` first "
+            "(or pass --store DIR / --input-file FILE)"
+        )
+    return loaded.frame
+
+
+class CiliumRelease(enum.StrEnum):
+    auto = "auto"
+
+
+def parse_release(text: str) -> tuple[int, int]:
+    if text == CiliumRelease.auto:
+        return cluster_cilium_version()
+    parts = text.strip().lstrip("v").split(".")
+    try:
+        version = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        raise UsageError(f"--cilium-version: {text!r} is not a release; write it like 1.19, or auto") from None
+    if not (1, 14) <= version <= (1, 20):
+        raise UsageError(f"--cilium-version {text}: flowgen writes policies for Cilium 1.14 to 1.20")
+    return version
+
+
+def command_line(context: typer.Context) -> str:
+    """The running command with the options that differ from their defaults, in a canonical
+    order (for the header that says how to regenerate a file; deterministic, unlike argv)."""
+    words = ["flowgen", context.info_name or ""]
+    for param in context.command.params:
+        value = context.params.get(param.name or "")
+        source = context.get_parameter_source(param.name or "")
+        # Only what was typed: defaults and environment variables (FLOWGEN_STORE) are not repeated.
+        if param.param_type_name != "option" or source is None or source.name != "COMMANDLINE":
+            continue
+        if value == param.default or value in (None, [], ()):
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            words.append(flag)
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            words += [flag, shlex.quote(str(item.value if isinstance(item, enum.Enum) else item))]
+    return " ".join(words)

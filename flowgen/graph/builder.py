@@ -1,0 +1,351 @@
+"""Building the graph: flows in, frame rows out.
+
+`GraphBuilder` turns flows into the graph frame (flowgen.graph.frame). Per flow
+it decides whether the flow is evidence (flowgen.graph.evidence), who both
+sides are (flowgen.graph.identity), names world destinations by DNS, folds
+exploding HTTP paths, and counts a connection seen at both ends once. Rows are
+combined in a dict, then merged into the frame in batches, so memory follows
+the number of distinct edges, not the number of flows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from flowgen.graph.evidence import L7, L7Kind, Skip, Use, classify, l7_of
+from flowgen.graph.folding import SeenPaths, fold
+from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, _typed, empty, merge
+from flowgen.graph.identity import Entity, Peer, PeerKind, display_name, external_peer, peer_of
+from flowgen.ingest.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, TrafficDirection
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One piece of evidence as the builder counted it: the flow, and the edge it went to."""
+
+    flow: Flow
+    use: Use
+    source: Peer
+    destination: Peer
+    protocol: str
+    port: int
+    l7: L7
+    # The path as stored (folded past the bound), and whether it was folded.
+    path: str
+    folded: bool
+    delivered: bool
+
+    @property
+    def edge_key(self) -> tuple[object, ...]:
+        """What identifies its edge (see Edge.key)."""
+        return (
+            self.source,
+            self.destination,
+            self.protocol,
+            self.port,
+            self.l7.kind,
+            self.l7.method,
+            self.path,
+            self.use,
+        )
+
+
+@dataclass
+class BuildReport:
+    """What the builder did with the flows it was given."""
+
+    flows: int = 0
+    evidence: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    # Evidence events describing a connection (or request) already counted.
+    repeated: int = 0
+    # World destinations named through a DNS answer the same client got earlier.
+    named_by_dns: int = 0
+    # (edge, pattern) -> requests whose path was folded into the pattern.
+    folded: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    # Distinct raw HTTP paths kept per edge before folding.
+    max_paths: int = 100
+    # Rows combined in memory before they are merged into the frame.
+    batch: int = 20_000
+    # Two sightings of one connection within this time are one (both ends, verdict + trace).
+    connection_window: timedelta = timedelta(seconds=30)
+    # Two sightings of one L7 request within this time are one (egress and ingress proxy).
+    request_window: timedelta = timedelta(seconds=1)
+    # A DNS answer names an address for its TTL plus this grace (the connection follows the lookup).
+    dns_grace: timedelta = timedelta(seconds=5)
+
+
+_CACHE_LIMIT = 100_000
+_NSLABEL = "k8s:io.cilium.k8s.namespace.labels."
+
+
+class _Row:
+    """The values of one key while a batch is combined in memory."""
+
+    __slots__ = ("delivered", "destination", "events", "first", "flows", "last", "query", "source")
+
+    def __init__(self, time: datetime, source: _Side, destination: _Side) -> None:
+        self.flows = self.events = self.delivered = 0
+        self.first = self.last = time
+        self.query = False
+        self.source = (source.name, source.nslabels)
+        self.destination = (destination.name, destination.nslabels)
+
+    def add(self, flows: int, time: datetime, query: bool, delivered: bool, sides: tuple[_Side, _Side]) -> None:
+        source, destination = sides
+        self.flows += flows
+        self.events += 1
+        self.delivered += delivered
+        self.first = min(self.first, time)
+        self.last = max(self.last, time)
+        self.query = self.query or query
+        self.source = max(self.source, (source.name, source.nslabels))
+        self.destination = max(self.destination, (destination.name, destination.nslabels))
+
+    def values(self) -> tuple[object, ...]:
+        (source, source_ns), (destination, destination_ns) = self.source, self.destination
+        return (
+            self.flows,
+            self.events,
+            self.first,
+            self.last,
+            self.query,
+            source,
+            destination,
+            source_ns,
+            destination_ns,
+            self.delivered,
+        )
+
+
+class _Side:
+    """A peer with its display name and its frame columns, computed once per endpoint."""
+
+    __slots__ = ("columns", "name", "nslabels", "peer", "world")
+
+    def __init__(self, peer: Peer, name: str, nslabels: str = "") -> None:
+        self.peer, self.name, self.nslabels = peer, name, nslabels
+        # The world entity is replaced per flow by an FQDN or CIDR peer.
+        self.world = peer == _WORLD
+        self.columns = (str(peer.kind), peer.cluster, peer.namespace, LABEL_SEPARATOR.join(peer.labels), peer.name)
+
+
+def _delivered(flow: Flow, use: Use, destination: Peer) -> bool:
+    """Whether this sighting shows the request passed the destination's ingress: a trace
+    into the pod, an ingress policy verdict or ingress proxy record. Egress-side sightings
+    (from-endpoint traces, egress verdicts) do not: the destination may still drop it.
+    Destinations outside the cluster have no ingress of their own."""
+    if use is Use.DENIED:
+        return False
+    if destination.kind is not PeerKind.WORKLOAD:
+        return True
+    if flow.traffic_direction is TrafficDirection.INGRESS:
+        return True
+    event = flow.event_type.type if flow.event_type is not None else None
+    if event == EventType.TRACE:
+        return flow.observation_point is ObservationPoint.TO_ENDPOINT
+    # Without a direction or a trace point (field-masked exports) nothing says it stopped early.
+    return flow.traffic_direction is TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN and event is None
+
+
+def _protocol_port(flow: Flow, attribute: L7) -> tuple[str, int]:
+    """The protocol name and the destination port (the ICMP type for ICMP)."""
+    l4 = flow.l4
+    protocol = l4.protocol if l4 is not None else None
+    if l4 is None or protocol is None:
+        # An L7 record without its L4 header: DNS goes over UDP, the rest over TCP.
+        return ("UDP" if attribute.kind is L7Kind.DNS else "TCP" if attribute.kind else ""), 0
+    icmp = l4.icmpv4 or l4.icmpv6
+    return str(protocol), icmp.type if icmp is not None else flow.destination_port
+
+
+_WORLD = Peer(PeerKind.ENTITY, name=Entity.WORLD)
+
+
+class GraphBuilder:
+    """Aggregates flows into a graph frame; `frame()` returns what was built so far."""
+
+    def __init__(self, options: BuildOptions | None = None, tap: Callable[[Sighting], None] | None = None) -> None:
+        self.options = options or BuildOptions()
+        # Called with every piece of evidence as it is counted (verify replays them one by one).
+        self._tap = tap
+        self.report = BuildReport()
+        self._frame = empty()
+        self._rows: dict[tuple[object, ...], _Row] = {}
+        self._sides_seen: dict[tuple[object, ...], _Side] = {}
+        self._paths: dict[tuple[object, ...], SeenPaths] = {}
+        self._recent: dict[int, datetime] = {}
+        self._answers: dict[tuple[Peer, str], tuple[str, datetime]] = {}
+        self._latest = NO_TIME
+        self._recent_limit = self._answers_limit = _CACHE_LIMIT
+        self._hour = self._hour_end = NO_TIME
+
+    def add_all(self, flows: Iterable[Flow]) -> None:
+        for flow in flows:
+            self.add(flow)
+
+    def add(self, flow: Flow) -> Use | Skip:
+        """Take one flow into the graph; returns what it was counted as."""
+        report = self.report
+        report.flows += 1
+        time = flow.time or NO_TIME
+        self._latest = max(self._latest, time)
+        l7 = flow.l7
+        if l7 is not None and l7.dns is not None and l7.dns.ips and (flow.is_reply or l7.type is L7Type.RESPONSE):
+            self._remember_answer(flow, time)
+        use = classify(flow)
+        if isinstance(use, Skip):
+            report.skipped[use] += 1
+            return use
+        report.evidence[use] += 1
+        source, destination = self._sides(flow, time)
+        attribute = l7_of(flow)
+        protocol, port = _protocol_port(flow, attribute)
+        path, folded = attribute.path, False
+        if attribute.kind is L7Kind.HTTP:
+            path, folded = self._fold_path(source.peer, destination.peer, protocol, port, attribute)
+        first = self._first_sighting(flow, use, protocol, attribute, time)
+        if not first:
+            report.repeated += 1
+        if not self._hour <= time < self._hour_end:
+            self._hour = time.replace(minute=0, second=0, microsecond=0)
+            self._hour_end = self._hour + timedelta(hours=1)
+        key = (
+            self._hour,
+            str(use),
+            str(flow.drop_reason) if use is Use.DENIED else "",
+            *source.columns,
+            *destination.columns,
+            protocol,
+            port,
+            str(attribute.kind),
+            attribute.method,
+            path,
+            folded,
+            flow.node_name,
+        )
+        delivered = _delivered(flow, use, destination.peer)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = _Row(time, source, destination)
+        row.add(int(first), time, attribute.query, delivered, (source, destination))
+        if self._tap is not None:
+            self._tap(
+                Sighting(flow, use, source.peer, destination.peer, protocol, port, attribute, path, folded, delivered)
+            )
+        if len(self._rows) >= self.options.batch:
+            self._flush()
+        return use
+
+    def _sides(self, flow: Flow, time: datetime) -> tuple[_Side, _Side]:
+        source = self._side(flow.source)
+        destination = self._side(flow.destination)
+        if source.world:
+            source = _Side(external_peer(flow.ip.source if flow.ip else ""), "")
+        if destination.world:
+            destination = _Side(self._world_destination(flow, source.peer, time), "")
+        return source, destination
+
+    def _fold_path(self, source: Peer, destination: Peer, protocol: str, port: int, attribute: L7) -> tuple[str, bool]:
+        base = (source, destination, protocol, port, attribute.method)
+        seen = self._paths.get(base)
+        if seen is None:
+            seen = self._paths[base] = SeenPaths()
+        path, folded = fold(seen, attribute.path, self.options.max_paths)
+        if folded:
+            self.report.folded[(f"{source} -> {destination} {protocol}/{port} {attribute.method}", path)] += 1
+        return path, folded
+
+    def frame(self) -> pd.DataFrame:
+        """The graph built so far (KEY + VALUES columns)."""
+        self._flush()
+        return self._frame
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        batch = pd.DataFrame.from_records(
+            [key + row.values() for key, row in self._rows.items()], columns=list(COLUMNS)
+        )
+        self._rows = {}
+        self._frame = merge([self._frame, _typed(batch)])
+
+    def _side(self, endpoint: Endpoint) -> _Side:
+        # Keyed by what decides the peer and its name; cheaper to hash than the endpoint.
+        key = (endpoint.identity, endpoint.namespace, endpoint.cluster_name, endpoint.labels, endpoint.pod_name)
+        found = self._sides_seen.get(key)
+        if found is None:
+            if len(self._sides_seen) >= _CACHE_LIMIT:
+                self._sides_seen.clear()
+            peer = peer_of(endpoint)
+            if peer.kind is PeerKind.WORKLOAD:
+                name = display_name(endpoint)
+            elif peer.kind is PeerKind.ENTITY and endpoint.pod_name:
+                # A host-network pod: the node's identity, but Hubble still names the pod.
+                name = f"{endpoint.namespace}/{display_name(endpoint)}"
+            else:
+                name = ""
+            nslabels = LABEL_SEPARATOR.join(sorted(label for label in endpoint.labels if label.startswith(_NSLABEL)))
+            found = self._sides_seen[key] = _Side(peer, name, nslabels)
+        return found
+
+    def _remember_answer(self, flow: Flow, time: datetime) -> None:
+        """A DNS answer names its addresses for the client it went to, for its TTL."""
+        assert flow.l7 is not None and flow.l7.dns is not None
+        dns = flow.l7.dns
+        client = self._side(flow.destination).peer
+        expires = time + timedelta(seconds=dns.ttl) + self.options.dns_grace
+        if len(self._answers) >= self._answers_limit:
+            self._answers = {k: v for k, v in self._answers.items() if v[1] >= self._latest}
+            self._answers_limit = max(_CACHE_LIMIT, 2 * len(self._answers))
+        for address in dns.ips:
+            self._answers[(client, address)] = (dns.query, expires)
+
+    def _world_destination(self, flow: Flow, client: Peer, time: datetime) -> Peer:
+        address = flow.ip.destination if flow.ip else ""
+        answer = self._answers.get((client, address))
+        answered = answer[0].rstrip(".").lower() if answer and (flow.time is None or time <= answer[1]) else ""
+        names = [name.rstrip(".").lower() for name in flow.destination_names]
+        if names:
+            return external_peer(address, answered if answered in names else min(names))
+        if answered:
+            self.report.named_by_dns += 1
+        return external_peer(address, answered)
+
+    def _first_sighting(self, flow: Flow, use: Use, protocol: str, attribute: L7, time: datetime) -> bool:
+        """False when the same connection (or L7 request) was already counted within its window."""
+        ip, l4 = flow.ip, flow.l4
+        ports = l4.ports if l4 is not None else None
+        # Only the key's 64-bit hash is kept: a collision (about 1 in 2**64 per pair)
+        # would merely count one connection too few, and the map stays small.
+        key = hash(
+            (
+                ip.source if ip else flow.source.pod_name,
+                ports.source_port if ports else 0,
+                ip.destination if ip else flow.destination.pod_name,
+                ports.destination_port if ports else 0,
+                protocol,
+                use,
+                attribute.kind,
+                attribute.method,
+                attribute.path,
+            )
+        )
+        window = self.options.request_window if attribute.kind else self.options.connection_window
+        last = self._recent.get(key)
+        self._recent[key] = time
+        if len(self._recent) >= self._recent_limit:
+            horizon = self._latest - max(self.options.connection_window, self.options.request_window)
+            self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
+            # Sweep again only when the map has doubled: amortized O(1) per flow.
+            self._recent_limit = max(_CACHE_LIMIT, 2 * len(self._recent))
+        return last is None or abs(time - last) > window or flow.time is None

@@ -1,0 +1,71 @@
+"""Edges of the collapsed graph as typed values, and which allowed evidence a policy drop contradicts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from flowgen.graph.evidence import L7, Use
+from flowgen.graph.identity import Peer
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One edge of the collapsed graph, as typed values."""
+
+    source: Peer
+    destination: Peer
+    protocol: str
+    # The destination port; the ICMP type for ICMP.
+    port: int
+    l7: L7
+    # The path is a pattern made when too many distinct paths were seen (see fold).
+    folded: bool
+    use: Use
+    drop_reason: str
+    flows: int
+    events: int
+    first: datetime
+    last: datetime
+    nodes: tuple[str, ...]
+    source_workload: str
+    destination_workload: str
+    # "k8s:io.cilium.k8s.namespace.labels.<key>=<value>" of each side's namespace.
+    source_namespace_labels: tuple[str, ...] = ()
+    destination_namespace_labels: tuple[str, ...] = ()
+    # Some sighting showed the request past the destination's ingress (see VALUES).
+    delivered: bool = True
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What identifies the edge among the allowed and denied evidence (see Sighting.edge_key)."""
+        return (
+            self.source,
+            self.destination,
+            self.protocol,
+            self.port,
+            self.l7.kind,
+            self.l7.method,
+            self.l7.path,
+            self.use,
+        )
+
+
+def settle(found: Sequence[Edge]) -> tuple[list[Edge], list[Edge]]:
+    """Split allowed evidence into what stands and what a policy drop contradicts: an
+    allowed edge seen only on the egress side (its destination never showed it arriving)
+    whose source, destination, protocol and port also have policy-denied drops was dropped
+    at the destination, so it is not evidence for an allow."""
+    denied = {(e.source, e.destination, e.protocol, e.port) for e in found if e.use is Use.DENIED}
+    kept, contradicted = [], []
+    for edge in found:
+        if (
+            edge.use is not Use.DENIED
+            and not edge.delivered
+            and ((edge.source, edge.destination, edge.protocol, edge.port) in denied)
+        ):
+            contradicted.append(edge)
+        else:
+            kept.append(edge)
+    return kept, contradicted

@@ -1,0 +1,183 @@
+"""Which flows are evidence for a policy, and what each one says (ref cilium-policy.md §10.2).
+
+A flow is evidence when it is a request (never a reply: replies pass by
+connection tracking, and a rule built from one would point the wrong way)
+at a point where Cilium makes or reports a policy decision:
+
+- policy-verdict events, drops, L7 proxy records, and trace events at the
+  pod's own interface (`FROM_ENDPOINT`, `TO_ENDPOINT`) are used; trace events
+  at the other datapath points are the same packet again and are skipped;
+- `FORWARDED`, `REDIRECTED` become `allowed` evidence, `AUDIT` (would have
+  been dropped, the endpoint is in audit mode) becomes `audit` evidence;
+- drops with a policy drop reason become `denied` records, kept apart from
+  allows (a denied flow is never turned into an allow); other drops (CT,
+  routing, ...) and `TRACED` / `TRANSLATED` / `ERROR` are not policy decisions;
+- L7 requests are evidence for L7 attributes; L7 responses are not.
+
+When `is_reply` is unknown (drop events do not know it), the request
+direction is decided by `request_direction`: TCP flags first (SYN without ACK
+opens a connection, SYN+ACK answers), ICMP echo types, then the port pair
+(a client uses an ephemeral or unprivileged source port towards a lower
+service port). When none of these decide, the flow is skipped and counted
+as `reply-state-unknown`, never guessed.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from flowgen.ingest.flow import DropReason, EventType, Flow, L7Type, ObservationPoint, Protocol, Verdict
+
+
+class Use(enum.StrEnum):
+    """What a piece of evidence says about the connection."""
+
+    ALLOWED = "allowed"
+    AUDIT = "audit"
+    DENIED = "denied"
+
+
+class Skip(enum.StrEnum):
+    """Why a flow is not evidence (each is counted and shown)."""
+
+    REPLY = "reply"
+    REPLY_UNKNOWN = "reply-state-unknown"
+    DATAPATH_POINT = "datapath-point"
+    SOCKET_TRACE = "socket-trace"
+    NOT_A_DECISION = "not-a-policy-decision"
+    NOT_POLICY_DROP = "drop-not-by-policy"
+    L7_RESPONSE = "l7-response"
+    NO_L4 = "no-l4-header"
+
+
+class L7Kind(enum.StrEnum):
+    NONE = ""
+    HTTP = "http"
+    GRPC = "grpc"
+    DNS = "dns"
+    KAFKA = "kafka"
+
+
+@dataclass(frozen=True, slots=True)
+class L7:
+    """The L7 attribute of a request. `method` is the HTTP method or the Kafka
+    api key; `path` the HTTP path without its query, the gRPC `/pkg.Service/Method`,
+    the DNS name (lowercase, no trailing dot) or the Kafka topic."""
+
+    kind: L7Kind = L7Kind.NONE
+    method: str = ""
+    path: str = ""
+    # HTTP: the request carried a query string (policies must allow one).
+    query: bool = False
+
+
+NO_L7 = L7()
+
+POLICY_DROPS = frozenset({DropReason.POLICY_DENIED, DropReason.POLICY_DENY, DropReason.AUTH_REQUIRED})
+_USED_POINTS = frozenset({ObservationPoint.FROM_ENDPOINT, ObservationPoint.TO_ENDPOINT, ObservationPoint.UNKNOWN_POINT})
+_VERDICT_USE = {Verdict.FORWARDED: Use.ALLOWED, Verdict.REDIRECTED: Use.ALLOWED, Verdict.AUDIT: Use.AUDIT}
+# ICMP types that open an exchange / answer one (RFC 792, RFC 4443).
+_ICMP_REQUESTS = {Protocol.ICMPv4: frozenset({8, 13, 15, 17}), Protocol.ICMPv6: frozenset({128, 130, 133, 135})}
+_ICMP_ANSWERS = {Protocol.ICMPv4: frozenset({0, 14, 16, 18}), Protocol.ICMPv6: frozenset({129, 131, 134, 136})}
+# Linux's default ephemeral port range starts here (net.ipv4.ip_local_port_range).
+_EPHEMERAL = 32768
+_PRIVILEGED = 1024
+_GRPC_PATH = re.compile(r"^/[A-Za-z_][\w]*(?:\.[\w]+)*\.[A-Za-z_]\w*/[A-Za-z_]\w*$")
+
+
+def classify(flow: Flow) -> Use | Skip:
+    """Whether a flow is evidence, and of what."""
+    event = flow.event_type.type if flow.event_type is not None else None
+    if event == EventType.TRACE_SOCK:
+        return Skip.SOCKET_TRACE
+    if event == EventType.TRACE and flow.observation_point not in _USED_POINTS:
+        return Skip.DATAPATH_POINT
+    if flow.verdict is Verdict.DROPPED:
+        if flow.drop_reason not in POLICY_DROPS:
+            return Skip.NOT_POLICY_DROP
+        use = Use.DENIED
+    elif flow.verdict in _VERDICT_USE:
+        use = _VERDICT_USE[flow.verdict]
+    else:
+        return Skip.NOT_A_DECISION
+    if flow.l7 is not None and (flow.l7.type is not L7Type.REQUEST or flow.is_reply):
+        return Skip.L7_RESPONSE
+    if flow.l7 is None and flow.l4 is None:
+        return Skip.NO_L4
+    if flow.is_reply:
+        return Skip.REPLY
+    if flow.is_reply is None and flow.l7 is None:
+        request = request_direction(flow)
+        if request is None:
+            return Skip.REPLY_UNKNOWN
+        if not request:
+            return Skip.REPLY
+    return use
+
+
+def request_direction(flow: Flow) -> bool | None:
+    """For a flow whose `is_reply` is unknown: True when it goes client -> server,
+    False when it answers, None when the headers cannot tell."""
+    l4 = flow.l4
+    if l4 is None:
+        return None
+    protocol = l4.protocol
+    if protocol in _ICMP_REQUESTS:
+        icmp = l4.icmpv4 or l4.icmpv6
+        assert icmp is not None
+        if icmp.type in _ICMP_REQUESTS[protocol]:
+            return True
+        return False if icmp.type in _ICMP_ANSWERS[protocol] else None
+    if l4.tcp is not None and l4.tcp.flags is not None and l4.tcp.flags.syn:
+        return not l4.tcp.flags.ack
+    ports = l4.ports
+    if ports is None:
+        return None
+    source, destination = ports.source_port, ports.destination_port
+    for low, high in ((_PRIVILEGED, _PRIVILEGED), (_EPHEMERAL, _EPHEMERAL)):
+        if destination < low and source >= high:
+            return True
+        if source < low and destination >= high:
+            return False
+    return None
+
+
+def l7_of(flow: Flow) -> L7:
+    """The L7 attribute of a request flow (NO_L7 for L3/L4 flows)."""
+    l7 = flow.l7
+    if l7 is None:
+        return NO_L7
+    if l7.http is not None:
+        http = l7.http
+        path, query = split_url(http.url)
+        method = http.method.upper()
+        grpc = any(h.key.lower() == "content-type" and h.value.startswith("application/grpc") for h in http.headers)
+        if grpc or (method == "POST" and http.protocol.upper().startswith("HTTP/2") and _GRPC_PATH.match(path)):
+            return L7(L7Kind.GRPC, "POST", path)
+        return L7(L7Kind.HTTP, method, path, query=query)
+    if l7.dns is not None:
+        return L7(L7Kind.DNS, "", dns_name(l7.dns.query))
+    if l7.kafka is not None:
+        return L7(L7Kind.KAFKA, l7.kafka.api_key, l7.kafka.topic)
+    return NO_L7
+
+
+def split_url(url: str) -> tuple[str, bool]:
+    """The path of a URL as Hubble renders it (`http://host:port/path?query`, or a bare
+    path), and whether it had a query (even an empty one: `/x?`). The fragment is dropped."""
+    rest = url
+    scheme = url.find("://")
+    if scheme >= 0:
+        # The authority ends at the first "/", "?" or "#".
+        ends = [i for i in (url.find(c, scheme + 3) for c in "/?#") if i >= 0]
+        rest = url[min(ends) :] if ends else ""
+    rest = rest.split("#", 1)[0]
+    path, mark, _query = rest.partition("?")
+    return path or "/", bool(mark)
+
+
+def dns_name(query: str) -> str:
+    """A DNS name as policies write it: lowercase, without the trailing dot."""
+    return query.rstrip(".").lower()
