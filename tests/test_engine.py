@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flowgen.check.engine import Engine, L7Request, Mode, Party, Request, fqdn_matches
+from flowgen.graph.evidence import L7Kind
+from flowgen.ingest.flow import Protocol
 from flowgen.policy.model import (
     CIDRRule,
     EnableDefaultDeny,
@@ -61,7 +63,8 @@ def allows(policies: list[Policy], request: Request, **engine: object) -> bool:
 
 
 def req(source: Party, destination: Party, port: int = 8080, protocol: str = "TCP", **l7: str) -> Request:
-    return Request(source, destination, protocol, port, L7Request(**l7))
+    kind = L7Kind(l7.pop("kind", ""))
+    return Request(source, destination, Protocol(protocol), port, L7Request(kind, **l7))
 
 
 API_FROM_FRONTEND = cnp(

@@ -28,7 +28,7 @@ STAGES = {
     "cli": {"ingest", "graph", "policy", "synth", "check"},
 }
 # Top-level modules every stage may use (and which use no stage).
-BASE = {"errors"}
+BASE = {"errors", "cilium"}
 # Generated protobuf code belongs to ingest: everything downstream reads Flow values.
 PROTOBUF = "_pb"
 # Modules that touch files, the network, the clock or the environment; every other one is pure.

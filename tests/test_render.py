@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowgen.cilium import Entity
 from flowgen.errors import InputError
 from flowgen.policy.model import (
-    ENTITIES,
     ICMP_TYPE_NAMES,
     MANAGED_BY,
     CIDRRule,
@@ -670,7 +670,7 @@ def peer_rules(draw: st.DrawFn, direction: Direction, *, deny: bool, host: bool,
     if peer == "endpoints":
         values["endpoints"] = tuple(draw(st.lists(selectors, max_size=2)))
     elif peer == "entities":
-        values["entities"] = tuple(draw(st.lists(st.sampled_from(ENTITIES), max_size=3)))
+        values["entities"] = tuple(draw(st.lists(st.sampled_from([str(e) for e in Entity]), max_size=3)))
     elif peer == "cidrs":
         values["cidrs"] = tuple(str(n) for n in draw(st.lists(networks(), max_size=2)))
     elif peer == "cidr_sets":

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from flowgen.check.engine import Engine
 from flowgen.check.verify import Drop, Replay, Verification, describe_l7, request, side_label, verify
+from flowgen.cilium import DEFAULT_RELEASE, Release
 from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import Use
 from flowgen.policy.model import Direction, PeerRule, Policy, Rule
@@ -170,7 +171,7 @@ def compare(
     proposed: Sequence[Policy],
     namespaces: Iterable[str] = (),
     *,
-    version: tuple[int, int] = (1, 19),
+    version: Release = DEFAULT_RELEASE,
     replay: Replay | None = None,
 ) -> Comparison:
     """`replay`: the flows tapped while building the graph, replayed with full labels."""

@@ -37,10 +37,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from flowgen.cilium import (
+    DEFAULT_RELEASE,
+    MULTI_LABEL_WILDCARD,
+    NAMESPACE_KEY,
+    NAMESPACE_LABEL,
+    NAMESPACE_LABELS_PREFIX,
+    RESERVED,
+    Entity,
+    Release,
+)
+from flowgen.graph.evidence import L7Kind
+from flowgen.graph.identity import RESERVED_ENTITIES
+from flowgen.ingest.flow import Protocol
 from flowgen.policy.model import (
     INT_PORT,
     KAFKA_ROLE_KEYS,
-    NAMESPACE_KEY,
     Direction,
     FQDNSelector,
     HTTPRule,
@@ -65,8 +77,6 @@ UNMODELLED = (
     "HTTP headerMatches, TLS serverNames, listeners, generic l7proto rules",
     "ClusterMesh: peers in other clusters are matched by labels only",
 )
-_NAMESPACE = "io.kubernetes.pod.namespace"
-_NAMESPACE_LABELS = "io.cilium.k8s.namespace.labels."
 _ICMP_NAMES = {
     ("IPv4", "EchoReply"): 0,
     ("IPv4", "DestinationUnreachable"): 3,
@@ -81,6 +91,11 @@ _ICMP_NAMES = {
     ("IPv6", "NeighborSolicitation"): 135,
     ("IPv6", "NeighborAdvertisement"): 136,
 }
+
+
+_ICMP = frozenset({Protocol.ICMPv4, Protocol.ICMPv6})
+# The protocols `protocol: ANY` covers.
+_ANY = frozenset({Protocol.TCP, Protocol.UDP, Protocol.SCTP})
 
 
 class Mode(enum.StrEnum):
@@ -112,15 +127,15 @@ class Party:
 
     @property
     def reserved(self) -> frozenset[str]:
-        return frozenset(key.split(":", 1)[1] for key, _ in self.labels if key.startswith("reserved:"))
+        return frozenset(key.removeprefix(RESERVED) for key, _ in self.labels if key.startswith(RESERVED))
 
 
 @dataclass(frozen=True, slots=True)
 class L7Request:
     """What the proxy would see: HTTP (method, path with its query, host), a DNS name,
-    or a Kafka api key and topic. kind "" means the request has no L7 detail."""
+    or a Kafka api key and topic. Kind NONE means the request has no L7 detail (gRPC is HTTP here)."""
 
-    kind: str = ""
+    kind: L7Kind = L7Kind.NONE
     method: str = ""
     path: str = ""
     host: str = ""
@@ -132,8 +147,7 @@ class L7Request:
 class Request:
     source: Party
     destination: Party
-    # TCP, UDP, SCTP, ICMPv4, ICMPv6.
-    protocol: str
+    protocol: Protocol
     # The destination port; the ICMP type for ICMP.
     port: int
     l7: L7Request = L7Request()
@@ -181,18 +195,18 @@ class Engine:
     # allow-localhost=always (the default with Kubernetes): the node reaches its pods whatever the policy.
     allow_localhost: bool = True
     # Cilium release: `**.` in FQDN patterns is multi-label from 1.19 on.
-    version: tuple[int, int] = (1, 19)
+    version: Release = DEFAULT_RELEASE
     warnings: set[str] = field(default_factory=set)
 
     def decide(self, request: Request) -> Decision:
         egress = self._side(request.source, request.destination, request, Direction.EGRESS)
         ingress = self._side(request.destination, request.source, request, Direction.INGRESS)
-        if self.allow_localhost and not ingress.allowed and "host" in request.source.reserved:
+        if self.allow_localhost and not ingress.allowed and Entity.HOST in request.source.reserved:
             ingress = Side(ingress.enforced, True, ("allow-localhost",))
         return Decision(egress, ingress)
 
     def _side(self, subject: Party, peer: Party, request: Request, direction: Direction) -> Side:
-        if self.mode is Mode.NEVER or (not subject.is_pod and "health" not in subject.reserved):
+        if self.mode is Mode.NEVER or (not subject.is_pod and Entity.HEALTH not in subject.reserved):
             return _OPEN
         rules = [(policy, index, rule) for policy in self.policies for index, rule in enumerate(policy.specs)]
         selecting = [(p, i, r) for p, i, r in rules if self._selects(p, r, subject)]
@@ -240,7 +254,7 @@ class Engine:
         if policy.kind is Kind.CNP:
             if subject.namespace != policy.namespace:
                 return False
-        elif "health" in subject.reserved:
+        elif Entity.HEALTH in subject.reserved:
             return _matches(rule.endpoint_selector, subject)
         return subject.is_pod and _matches(rule.endpoint_selector, subject)
 
@@ -270,9 +284,9 @@ class Engine:
 
     def _ports_match(self, entry: PeerRule, request: Request, *, deny: bool) -> tuple[bool, bool]:
         """(matches, passed at L4 only without checking L7)."""
-        icmp = request.protocol in ("ICMPv4", "ICMPv6")
+        icmp = request.protocol in _ICMP
         if entry.icmps is not None:
-            family = "IPv4" if request.protocol == "ICMPv4" else "IPv6"
+            family = "IPv4" if request.protocol is Protocol.ICMPv4 else "IPv6"
             fields = [f for item in entry.icmps for f in item]
             return icmp and any(
                 _icmp_type(f.type, f.family) == request.port and f.family == family for f in fields
@@ -291,7 +305,7 @@ class Engine:
                 continue
             if deny or port_rule.rules is None:
                 return True, False
-            verdict = _l7_allows(port_rule, request.l7)
+            verdict = _l7_allows(port_rule, request.l7, self.version)
             if verdict is not False:
                 return True, verdict is None
         return False, False
@@ -299,7 +313,7 @@ class Engine:
     def _port_matches(self, port: PortProtocol, request: Request) -> bool:
         protocol = request.protocol
         if port.protocol is L4Protocol.ANY:
-            if protocol not in ("TCP", "UDP", "SCTP"):
+            if protocol not in _ANY:
                 return False
         elif port.protocol.value != protocol:
             return False
@@ -313,18 +327,19 @@ class Engine:
         return low <= request.port <= high
 
 
-def _l7_allows(port_rule: PortRule, request: L7Request) -> bool | None:
+def _l7_allows(port_rule: PortRule, request: L7Request, version: Release) -> bool | None:
     """True/False for a request with L7 detail; None when it has none (passes at L4)."""
     rules = port_rule.rules
     assert rules is not None
-    if not request.kind:
+    kind = request.kind
+    if kind is L7Kind.NONE:
         return None
     if rules.http is not None:
-        return request.kind == "http" and any(_http_matches(r, request) for r in rules.http) if rules.http else True
+        return kind is L7Kind.HTTP and any(_http_matches(r, request) for r in rules.http) if rules.http else True
     if rules.dns is not None:
-        return request.kind == "dns" and any(fqdn_matches(s, request.name, (1, 19)) for s in rules.dns)
+        return kind is L7Kind.DNS and any(fqdn_matches(s, request.name, version) for s in rules.dns)
     if rules.kafka is not None:
-        return request.kind == "kafka" and (not rules.kafka or any(_kafka_matches(r, request) for r in rules.kafka))
+        return kind is L7Kind.KAFKA and (not rules.kafka or any(_kafka_matches(r, request) for r in rules.kafka))
     return True
 
 
@@ -349,13 +364,16 @@ def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def fqdn_matches(selector: FQDNSelector, name: str, version: tuple[int, int]) -> bool:
+def fqdn_matches(selector: FQDNSelector, name: str, version: Release) -> bool:
     """Cilium's matchName / matchPattern: case-insensitive, anchored; `*` is any run of
     DNS characters within a label; a leading `**.` (1.19+) is one or more labels."""
     name = name.rstrip(".").lower()
     if selector.match_name:
         return selector.match_name.rstrip(".").lower() == name
-    return _fqdn_regex(selector.match_pattern.rstrip(".").lower(), version >= (1, 19)).fullmatch(name) is not None
+    return (
+        _fqdn_regex(selector.match_pattern.rstrip(".").lower(), version >= MULTI_LABEL_WILDCARD).fullmatch(name)
+        is not None
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -400,7 +418,7 @@ def _names_namespace(selector: Selector) -> bool:
     keys = [k for k, _ in selector.match_labels] + [r.key for r in selector.match_expressions]
     bare = [k.split(":", 1)[1] if ":" in k else k for k in keys]
     return any(
-        k.startswith("reserved:") or b == _NAMESPACE or b.startswith(_NAMESPACE_LABELS)
+        k.startswith(RESERVED) or b == NAMESPACE_LABEL or b.startswith(NAMESPACE_LABELS_PREFIX)
         for k, b in zip(keys, bare, strict=True)
     )
 
@@ -416,15 +434,12 @@ def _peer_selector(selector: Selector, policy: Policy) -> Selector:
 
 
 def _entities(party: Party) -> set[str]:
+    """The entity names that select the party (ref cilium-policy.md §5.2)."""
     if party.world:
-        return {"world", "all"}
-    reserved = party.reserved
+        return {Entity.WORLD, Entity.ALL}
     if party.is_pod:
-        return {"cluster", "all"}
-    return (set(reserved) & {"host", "remote-node", "kube-apiserver", "health", "init", "ingress", "unmanaged"}) | {
-        "cluster",
-        "all",
-    }
+        return {Entity.CLUSTER, Entity.ALL}
+    return {*(party.reserved & RESERVED_ENTITIES), Entity.CLUSTER, Entity.ALL}
 
 
 def _in_cidr(ip: str, cidr: str, excepts: Iterable[str]) -> bool:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flowgen.check.engine import Decision, Engine, L7Request, Party, Request
+from flowgen.cilium import CLUSTER_KEY, NAMESPACE_KEY, Entity
 from flowgen.graph.builder import Sighting
 from flowgen.graph.edge import Edge, settle
-from flowgen.graph.evidence import L7Kind, Use
+from flowgen.graph.evidence import GRANTING, L7Kind
 from flowgen.graph.folding import ID_PLACEHOLDER, REST_PLACEHOLDER
 from flowgen.graph.frame import NO_TIME
 from flowgen.graph.identity import Peer, PeerKind, split_label
 from flowgen.ingest.flow import Endpoint
-from flowgen.policy.model import CLUSTER_KEY, NAMESPACE_KEY
 
 # Stands in for `{id}` and a trailing `*` of folded paths when they are replayed.
 SAMPLE_ID = "1"
@@ -41,7 +41,7 @@ def party(peer: Peer, namespace_labels: tuple[str, ...] = ()) -> Party:
             labels.append((CLUSTER_KEY, peer.cluster))
         return Party(tuple(sorted(labels)))
     if peer.kind is PeerKind.ENTITY:
-        if peer.name == "world":
+        if peer.name == Entity.WORLD:
             return Party(world=True)
         return Party(((f"reserved:{peer.name}", ""),))
     if peer.kind is PeerKind.CIDR:
@@ -64,11 +64,11 @@ def _path(edge: Edge) -> str:
 def request(edge: Edge) -> Request:
     kind = edge.l7.kind
     if kind in (L7Kind.HTTP, L7Kind.GRPC):
-        l7 = L7Request("http", method=edge.l7.method, path=_path(edge))
+        l7 = L7Request(L7Kind.HTTP, method=edge.l7.method, path=_path(edge))
     elif kind is L7Kind.DNS:
-        l7 = L7Request("dns", name=edge.l7.path)
+        l7 = L7Request(L7Kind.DNS, name=edge.l7.path)
     elif kind is L7Kind.KAFKA:
-        l7 = L7Request("kafka", method=edge.l7.method, topic=edge.l7.path)
+        l7 = L7Request(L7Kind.KAFKA, method=edge.l7.method, topic=edge.l7.path)
     else:
         l7 = L7Request()
     source = party(edge.source, edge.source_namespace_labels)
@@ -157,7 +157,7 @@ def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()
     items = [
         _Item(request(edge), edge, edge.flows, edge.first, edge.last, set(edge.nodes))
         for edge in settle(edges)[0]
-        if edge.use in (Use.ALLOWED, Use.AUDIT)
+        if edge.use in GRANTING
     ]
     return _replay(items, engine, namespaces)
 
@@ -172,7 +172,7 @@ class Replay:
         self._items: dict[tuple[object, ...], _Item] = {}
 
     def tap(self, sighting: Sighting) -> None:
-        if sighting.use not in (Use.ALLOWED, Use.AUDIT):
+        if sighting.use not in GRANTING:
             return
         flow = sighting.flow
         ip = flow.ip
@@ -279,7 +279,7 @@ def _replay(items: Sequence[_Item], engine: Engine, namespaces: Iterable[str]) -
                 first=item.first,
                 last=item.last,
                 nodes=tuple(sorted(item.nodes)),
-                dns=edge.l7.kind is L7Kind.DNS or (edge.port == 53 and edge.protocol in ("UDP", "TCP")),
+                dns=edge.is_dns,
                 example_flow=item.example,
             )
         )

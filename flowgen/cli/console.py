@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from flowgen.cilium import NEWEST_RELEASE, OLDEST_RELEASE, Release
 from flowgen.cli.timespec import parse_since
 from flowgen.errors import FlowgenError, InputError, UsageError
 from flowgen.graph.builder import GraphBuilder, Sighting
@@ -111,7 +112,7 @@ class CiliumRelease(enum.StrEnum):
     auto = "auto"
 
 
-def parse_release(text: str) -> tuple[int, int]:
+def parse_release(text: str) -> Release:
     if text == CiliumRelease.auto:
         return cluster_cilium_version()
     parts = text.strip().lstrip("v").split(".")
@@ -119,9 +120,16 @@ def parse_release(text: str) -> tuple[int, int]:
         version = (int(parts[0]), int(parts[1]))
     except (IndexError, ValueError):
         raise UsageError(f"--cilium-version: {text!r} is not a release; write it like 1.19, or auto") from None
-    if not (1, 14) <= version <= (1, 20):
-        raise UsageError(f"--cilium-version {text}: flowgen writes policies for Cilium 1.14 to 1.20")
+    if not OLDEST_RELEASE <= version <= NEWEST_RELEASE:
+        raise UsageError(
+            f"--cilium-version {text}: flowgen writes policies for Cilium {_release(OLDEST_RELEASE)} "
+            f"to {_release(NEWEST_RELEASE)}"
+        )
     return version
+
+
+def _release(release: Release) -> str:
+    return f"{release[0]}.{release[1]}"
 
 
 def command_line(context: typer.Context) -> str:

@@ -11,8 +11,7 @@ import orjson
 import typer
 
 from flowgen.check.diff import compare
-from flowgen.check.engine import Engine
-from flowgen.check.engine import Mode as EngineMode
+from flowgen.check.engine import Engine, Mode
 from flowgen.check.report import (
     comparison_json,
     comparison_markdown,
@@ -24,6 +23,7 @@ from flowgen.check.report import (
 )
 from flowgen.check.verify import Replay
 from flowgen.check.verify import verify as run_verify
+from flowgen.cilium import DEFAULT_DENY_SWITCH
 from flowgen.cli.console import (
     InputOption,
     NamespaceOption,
@@ -48,12 +48,6 @@ from flowgen.synth.synth import L7Mode, Options, WorldMode, synthesize
 
 # How many notes of one kind generate prints (all go to --report).
 SHOWN_NOTES = 10
-
-
-class Mode(enum.StrEnum):
-    default = "default"
-    always = "always"
-    never = "never"
 
 
 def generate(
@@ -129,7 +123,7 @@ def generate(
             clusterwide=clusterwide,
             command=command_line(context),
         )
-        if clusterwide and version < (1, 16):
+        if clusterwide and version < DEFAULT_DENY_SWITCH:
             raise UsageError("--clusterwide needs Cilium 1.16 or later (enableDefaultDeny)")
         found = edges(collapse(load_graph(input_file, store, since)))
         proposal = synthesize(found, [] if all_namespaces else namespace or [], options)
@@ -218,7 +212,7 @@ def verify(
     namespace: NamespaceOption = None,
     since: SinceOption = None,
     cilium_version: Annotated[str, typer.Option("--cilium-version", help="Cilium release (1.16 ... 1.20).")] = "1.19",
-    mode: Annotated[Mode, typer.Option("--mode", help="Cilium's policy enforcement mode.")] = Mode.default,
+    mode: Annotated[Mode, typer.Option("--mode", help="Cilium's policy enforcement mode.")] = Mode.DEFAULT,
     format: FormatOption = ReportFormat.text,
     exit_code: ExitCodeOption = False,
 ) -> None:
@@ -243,7 +237,7 @@ def verify(
         # From flow files each flow is replayed with its endpoints' full labels; from the store, the graph.
         replay = Replay() if input_file else None
         found = edges(collapse(load_graph(input_file, store, since, tap=replay.tap if replay else None)))
-        engine = Engine(existing, mode=EngineMode(mode), version=version)
+        engine = Engine(existing, mode=mode, version=version)
         result = replay.verify(found, engine, namespace or ()) if replay else run_verify(found, engine, namespace or ())
         if format is ReportFormat.json:
             sys.stdout.write(

@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from flowgen.cilium import NAMESPACE_LABELS_KEY_PREFIX, Entity
 from flowgen.graph.evidence import L7, L7Kind, Skip, Use, classify, l7_of
 from flowgen.graph.folding import SeenPaths, fold
 from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, _typed, empty, merge
-from flowgen.graph.identity import Entity, Peer, PeerKind, display_name, external_peer, peer_of
-from flowgen.ingest.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, TrafficDirection
+from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, peer_of
+from flowgen.ingest.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, Protocol, TrafficDirection
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class Sighting:
     use: Use
     source: Peer
     destination: Peer
-    protocol: str
+    protocol: Protocol
     port: int
     l7: L7
     # The path as stored (folded past the bound), and whether it was folded.
@@ -85,7 +86,6 @@ class BuildOptions:
 
 
 _CACHE_LIMIT = 100_000
-_NSLABEL = "k8s:io.cilium.k8s.namespace.labels."
 
 
 class _Row:
@@ -157,15 +157,16 @@ def _delivered(flow: Flow, use: Use, destination: Peer) -> bool:
     return flow.traffic_direction is TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN and event is None
 
 
-def _protocol_port(flow: Flow, attribute: L7) -> tuple[str, int]:
-    """The protocol name and the destination port (the ICMP type for ICMP)."""
+def _protocol_port(flow: Flow, attribute: L7) -> tuple[Protocol, int]:
+    """The protocol and the destination port (the ICMP type for ICMP)."""
     l4 = flow.l4
     protocol = l4.protocol if l4 is not None else None
     if l4 is None or protocol is None:
-        # An L7 record without its L4 header: DNS goes over UDP, the rest over TCP.
-        return ("UDP" if attribute.kind is L7Kind.DNS else "TCP" if attribute.kind else ""), 0
+        # An L7 record without its L4 header (classify made sure it has an L7 kind):
+        # DNS goes over UDP, the rest over TCP.
+        return (Protocol.UDP if attribute.kind is L7Kind.DNS else Protocol.TCP), 0
     icmp = l4.icmpv4 or l4.icmpv6
-    return str(protocol), icmp.type if icmp is not None else flow.destination_port
+    return protocol, icmp.type if icmp is not None else flow.destination_port
 
 
 _WORLD = Peer(PeerKind.ENTITY, name=Entity.WORLD)
@@ -255,7 +256,9 @@ class GraphBuilder:
             destination = _Side(self._world_destination(flow, source.peer, time), "")
         return source, destination
 
-    def _fold_path(self, source: Peer, destination: Peer, protocol: str, port: int, attribute: L7) -> tuple[str, bool]:
+    def _fold_path(
+        self, source: Peer, destination: Peer, protocol: Protocol, port: int, attribute: L7
+    ) -> tuple[str, bool]:
         base = (source, destination, protocol, port, attribute.method)
         seen = self._paths.get(base)
         if seen is None:
@@ -294,7 +297,9 @@ class GraphBuilder:
                 name = f"{endpoint.namespace}/{display_name(endpoint)}"
             else:
                 name = ""
-            nslabels = LABEL_SEPARATOR.join(sorted(label for label in endpoint.labels if label.startswith(_NSLABEL)))
+            nslabels = LABEL_SEPARATOR.join(
+                sorted(label for label in endpoint.labels if label.startswith(NAMESPACE_LABELS_KEY_PREFIX))
+            )
             found = self._sides_seen[key] = _Side(peer, name, nslabels)
         return found
 
@@ -321,7 +326,7 @@ class GraphBuilder:
             self.report.named_by_dns += 1
         return external_peer(address, answered)
 
-    def _first_sighting(self, flow: Flow, use: Use, protocol: str, attribute: L7, time: datetime) -> bool:
+    def _first_sighting(self, flow: Flow, use: Use, protocol: Protocol, attribute: L7, time: datetime) -> bool:
         """False when the same connection (or L7 request) was already counted within its window."""
         ip, l4 = flow.ip, flow.l4
         ports = l4.ports if l4 is not None else None

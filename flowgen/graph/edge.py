@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from flowgen.graph.evidence import L7, Use
+from flowgen.cilium import DNS_PORT
+from flowgen.graph.evidence import L7, L7Kind, Use
 from flowgen.graph.identity import Peer
+from flowgen.ingest.flow import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +18,7 @@ class Edge:
 
     source: Peer
     destination: Peer
-    protocol: str
+    protocol: Protocol
     # The destination port; the ICMP type for ICMP.
     port: int
     l7: L7
@@ -36,6 +38,11 @@ class Edge:
     destination_namespace_labels: tuple[str, ...] = ()
     # Some sighting showed the request past the destination's ingress (see VALUES).
     delivered: bool = True
+
+    @property
+    def is_dns(self) -> bool:
+        """A DNS lookup: seen at L7, or UDP/TCP to the DNS port."""
+        return self.l7.kind is L7Kind.DNS or (self.port == DNS_PORT and self.protocol in (Protocol.UDP, Protocol.TCP))
 
     @property
     def key(self) -> tuple[object, ...]:

@@ -74,6 +74,8 @@ class L7:
 
 
 NO_L7 = L7()
+# The uses that are evidence for an allow.
+GRANTING = frozenset({Use.ALLOWED, Use.AUDIT})
 
 POLICY_DROPS = frozenset({DropReason.POLICY_DENIED, DropReason.POLICY_DENY, DropReason.AUTH_REQUIRED})
 _USED_POINTS = frozenset({ObservationPoint.FROM_ENDPOINT, ObservationPoint.TO_ENDPOINT, ObservationPoint.UNKNOWN_POINT})
@@ -104,7 +106,8 @@ def classify(flow: Flow) -> Use | Skip:
         return Skip.NOT_A_DECISION
     if flow.l7 is not None and (flow.l7.type is not L7Type.REQUEST or flow.is_reply):
         return Skip.L7_RESPONSE
-    if flow.l7 is None and flow.l4 is None:
+    if (flow.l4 is None or flow.l4.protocol is None) and (flow.l7 is None or l7_of(flow).kind is L7Kind.NONE):
+        # No protocol to write a rule for (an empty `l4`, or an L7 record of a kind flowgen does not read).
         return Skip.NO_L4
     if flow.is_reply:
         return Skip.REPLY

@@ -24,6 +24,7 @@ import pandas as pd
 from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import L7, L7Kind, Use
 from flowgen.graph.identity import Peer, PeerKind
+from flowgen.ingest.flow import Protocol
 
 # One row per (edge, hour, node). Strings are "" when not applicable.
 KEY = (
@@ -181,7 +182,7 @@ def edges(collapsed: pd.DataFrame) -> list[Edge]:
             Edge(
                 source=_peer(row, "src"),
                 destination=_peer(row, "dst"),
-                protocol=str(row["protocol"]),
+                protocol=Protocol(row["protocol"]),
                 port=int(row["port"]),
                 l7=L7(L7Kind(row["l7"]), str(row["method"]), str(row["path"]), bool(row["query"])),
                 folded=bool(row["folded"]),

@@ -26,12 +26,15 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from flowgen.cilium import (
+    CLUSTER_LABEL,
+    NAMESPACE_LABEL,
+    NAMESPACE_LABELS_PREFIX,
+    RESERVED,
+    SERVICEACCOUNT_LABEL,
+    Entity,
+)
 from flowgen.ingest.flow import Endpoint
-
-NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
-SERVICEACCOUNT_LABEL = "io.cilium.k8s.policy.serviceaccount"
-CLUSTER_LABEL = "io.cilium.k8s.policy.cluster"
-NAMESPACE_LABELS_PREFIX = "io.cilium.k8s.namespace.labels."
 
 
 class PeerKind(enum.StrEnum):
@@ -40,19 +43,6 @@ class PeerKind(enum.StrEnum):
     FQDN = "fqdn"
     CIDR = "cidr"
     UNKNOWN = "unknown"
-
-
-class Entity(enum.StrEnum):
-    """Cilium's entity names for the reserved identities (values are the policy strings)."""
-
-    HOST = "host"
-    REMOTE_NODE = "remote-node"
-    KUBE_APISERVER = "kube-apiserver"
-    HEALTH = "health"
-    INIT = "init"
-    INGRESS = "ingress"
-    UNMANAGED = "unmanaged"
-    WORLD = "world"
 
 
 # Reserved numeric identities (ref §9.2): stable across clusters, unlike the others.
@@ -69,15 +59,10 @@ _RESERVED_IDS = {
     9: Entity.WORLD,
     10: Entity.WORLD,
 }
+# The reserved identities' label names (`reserved:<name>`), and the entity each one is.
+RESERVED_ENTITIES = frozenset(_RESERVED_IDS.values())
 _RESERVED_LABELS = {
-    "host": Entity.HOST,
-    "remote-node": Entity.REMOTE_NODE,
-    "kube-apiserver": Entity.KUBE_APISERVER,
-    "health": Entity.HEALTH,
-    "init": Entity.INIT,
-    "ingress": Entity.INGRESS,
-    "unmanaged": Entity.UNMANAGED,
-    "world": Entity.WORLD,
+    **{str(entity): entity for entity in RESERVED_ENTITIES},
     "world-ipv4": Entity.WORLD,
     "world-ipv6": Entity.WORLD,
 }
@@ -212,7 +197,7 @@ def entity_of(endpoint: Endpoint) -> Entity | None:
     """The reserved identity of an endpoint, if it has one (labels first, then the number)."""
     found: Entity | None = None
     for label in endpoint.labels:
-        if label.startswith("reserved:"):
+        if label.startswith(RESERVED):
             entity = _RESERVED_LABELS.get(split_label(label)[1])
             if entity is Entity.KUBE_APISERVER:
                 return entity

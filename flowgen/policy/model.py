@@ -25,9 +25,6 @@ import enum
 from dataclasses import dataclass, field
 
 GROUP_VERSION = "cilium.io/v2"
-NAMESPACE_KEY = "k8s:io.kubernetes.pod.namespace"
-SERVICEACCOUNT_KEY = "k8s:io.cilium.k8s.policy.serviceaccount"
-CLUSTER_KEY = "k8s:io.cilium.k8s.policy.cluster"
 # Set on everything flowgen generates (metadata.labels), so a reader can tell its policies apart.
 MANAGED_BY = ("app.kubernetes.io/managed-by", "flowgen")
 
@@ -268,20 +265,6 @@ PEER_KEYS = {
 # is `type: string` (ref §1), so the API server rejects the document; validation.validate reports it.
 INT_PORT = "=int"
 
-# The CRD's enum (ref §5.2); the Go map also knows world-ipv4/world-ipv6, the CRD does not.
-ENTITIES = (
-    "all",
-    "world",
-    "cluster",
-    "host",
-    "init",
-    "ingress",
-    "unmanaged",
-    "remote-node",
-    "health",
-    "none",
-    "kube-apiserver",
-)
 # ICMP / ICMPv6 type names the CRD's pattern accepts besides the numbers 0-255.
 ICMP_TYPE_NAMES = frozenset(
     {

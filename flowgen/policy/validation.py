@@ -13,8 +13,15 @@ import ipaddress
 import re
 import warnings
 
+from flowgen.cilium import (
+    DEFAULT_DENY_SWITCH,
+    DEFAULT_RELEASE,
+    MULTI_LABEL_WILDCARD,
+    NO_KAFKA_RULES,
+    Entity,
+    Release,
+)
 from flowgen.policy.model import (
-    ENTITIES,
     ICMP_TYPE_NAMES,
     INT_PORT,
     PEER_KEYS,
@@ -75,6 +82,8 @@ KAFKA_API_KEYS = frozenset(
     ]
 )
 MAX_PORTS = 40
+# The CRD's enum, in its order.
+_ENTITY_NAMES = tuple(str(entity) for entity in Entity)
 MAX_ICMP_FIELDS = 40
 
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
@@ -95,19 +104,19 @@ _KAFKA_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
 _NOT_RE2_GROUPS = ("(?=", "(?!", "(?<=", "(?<!", "(?>", "(?P=")
 
 
-def validate(policy: Policy, version: tuple[int, int] = (1, 19)) -> list[str]:
+def validate(policy: Policy, version: Release = DEFAULT_RELEASE) -> list[str]:
     """Why the API server or the Cilium agent (of `version`) would reject `policy`, one message
     per problem naming the policy, the place (e.g. `spec.egress[2].toPorts[0].ports[1]`), the
     bad value and the fix. An empty list means Cilium accepts it."""
     return _Validator(policy, version).run()
 
 
-def _version(version: tuple[int, int]) -> str:
+def _version(version: Release) -> str:
     return f"{version[0]}.{version[1]}"
 
 
 class _Validator:
-    def __init__(self, policy: Policy, version: tuple[int, int]) -> None:
+    def __init__(self, policy: Policy, version: Release) -> None:
         self.policy = policy
         self.version = version
         self.problems: list[str] = []
@@ -212,7 +221,7 @@ class _Validator:
                 "has only empty sections, and the agent rejects a rule with nothing in it (an empty list is not "
                 "a default deny); use ingress: [{}] / egress: [{}] for a default-deny rule",
             )
-        if rule.enable_default_deny is not None and self.version < (1, 16):
+        if rule.enable_default_deny is not None and self.version < DEFAULT_DENY_SWITCH:
             self.report(
                 f"{path}.enableDefaultDeny",
                 f"needs Cilium 1.16 or later (the target is {_version(self.version)}); remove it or target 1.16+",
@@ -275,9 +284,9 @@ class _Validator:
         for k, selector in enumerate(peer.endpoints or ()):
             self.selector(selector, f"{where}.{endpoints}[{k}]")
         for k, entity in enumerate(peer.entities or ()):
-            if entity not in ENTITIES:
+            if entity not in _ENTITY_NAMES:
                 self.report(
-                    f"{where}.{entities}[{k}]", f"{entity!r} is not an entity; use one of {', '.join(ENTITIES)}"
+                    f"{where}.{entities}[{k}]", f"{entity!r} is not an entity; use one of {', '.join(_ENTITY_NAMES)}"
                 )
         for k, cidr in enumerate(peer.cidrs or ()):
             self.cidr(f"{where}.{cidrs}[{k}]", cidr)
@@ -339,7 +348,7 @@ class _Validator:
         if set(pattern) <= {"*", "."}:
             return  # only stars: every name
         prefix = re.match(r"\*{2,}\.", pattern)
-        if prefix and self.version < (1, 19):
+        if prefix and self.version < MULTI_LABEL_WILDCARD:
             self.report(
                 where,
                 f"{pattern!r} starts with '**.', which needs Cilium 1.19 or later (the target is "
@@ -443,7 +452,7 @@ class _Validator:
                 here, "deny rules cannot have L7 rules (the CRD has no rules there and drops them); remove rules"
             )
         if not kinds:
-            allowed = "http or dns" if self.version >= (1, 20) else "http, dns or kafka"
+            allowed = "http or dns" if self.version >= NO_KAFKA_RULES else "http, dns or kafka"
             self.report(here, f"sets no L7 rule kind; set exactly one of {allowed}, or leave rules out for plain L4")
         elif len(kinds) > 1:
             self.report(here, f"sets {' and '.join(kinds)}, but only one L7 kind per port rule; split the port rule")
@@ -471,7 +480,7 @@ class _Validator:
                     self.report(f"{here}.http[{n}].{name}", f"{pattern!r} {problem}")
         for n, selector in enumerate(rules.dns or ()):
             self.fqdn(selector, f"{here}.dns[{n}]")
-        if rules.kafka is not None and self.version >= (1, 20):
+        if rules.kafka is not None and self.version >= NO_KAFKA_RULES:
             self.report(
                 f"{here}.kafka",
                 f"Kafka rules were removed in Cilium 1.20 (the target is {_version(self.version)}); "

@@ -22,9 +22,10 @@ from urllib.parse import unquote
 
 from publicsuffixlist import PublicSuffixList
 
+from flowgen.cilium import SERVICEACCOUNT_LABEL
 from flowgen.graph.edge import Edge
 from flowgen.graph.folding import ID_PLACEHOLDER, REST_PLACEHOLDER, is_id_segment
-from flowgen.graph.identity import SERVICEACCOUNT_LABEL, Peer, split_label
+from flowgen.graph.identity import Peer, split_label
 from flowgen.policy.model import KAFKA_ROLE_KEYS, FQDNSelector, KafkaRule
 
 _PSL = PublicSuffixList()

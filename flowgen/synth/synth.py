@@ -34,13 +34,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from flowgen.graph.edge import Edge, settle
-from flowgen.graph.evidence import L7Kind, Use
-from flowgen.graph.identity import SERVICEACCOUNT_LABEL, Entity, Peer, PeerKind, split_label
-from flowgen.policy.model import (
+from flowgen.cilium import (
     CLUSTER_KEY,
-    MANAGED_BY,
+    DEFAULT_DENY_SWITCH,
+    DEFAULT_RELEASE,
+    DNS_PORT,
     NAMESPACE_KEY,
+    NO_KAFKA_RULES,
+    SERVICEACCOUNT_LABEL,
+    Entity,
+    Release,
+)
+from flowgen.graph.edge import Edge, settle
+from flowgen.graph.evidence import GRANTING, L7Kind, Use
+from flowgen.graph.identity import Peer, PeerKind, split_label
+from flowgen.ingest.flow import Protocol
+from flowgen.policy.model import (
+    MANAGED_BY,
     HTTPRule,
     ICMPField,
     Kind,
@@ -56,9 +66,6 @@ from flowgen.policy.model import (
 from flowgen.synth.baseline import any_name_dns_rule, clusterwide, default_deny
 from flowgen.synth.notes import Evidence, Note, NoteKind, Proposal, duration_text
 from flowgen.synth.patterns import Selectors, collapse_names, collapse_paths, kafka_rules, path_regex, policy_name
-
-Version = tuple[int, int]
-DNS_PORT = 53
 
 
 class L7Mode(enum.StrEnum):
@@ -76,7 +83,7 @@ class WorldMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    version: Version = (1, 19)
+    version: Release = DEFAULT_RELEASE
     l7: L7Mode = L7Mode.ALL
     world: WorldMode = WorldMode.CIDR
     # Distinct outside client addresses on one port from which ingress becomes `fromEntities: [world]`.
@@ -94,7 +101,6 @@ class Options:
     command: str = "flowgen generate"
 
 
-_ALLOWED = frozenset({Use.ALLOWED, Use.AUDIT})
 _EXPRESSIBLE_ENTITIES = frozenset(
     {Entity.HOST, Entity.REMOTE_NODE, Entity.KUBE_APISERVER, Entity.INGRESS, Entity.WORLD}
 )
@@ -119,7 +125,7 @@ class _Synth:
         self.options = options
         self.notes: set[Note] = set()
         # Evidence a policy drop contradicts (sent, then dropped at the destination) allows nothing.
-        self.edges = [e for e in settle(edges)[0] if e.use in _ALLOWED]
+        self.edges = [e for e in settle(edges)[0] if e.use in GRANTING]
         self.by_source: dict[Peer, list[Edge]] = defaultdict(list)
         self.by_destination: dict[Peer, list[Edge]] = defaultdict(list)
         for edge in self.edges:
@@ -148,7 +154,7 @@ class _Synth:
         servers |= {
             e.destination
             for e in self.edges
-            if e.protocol == "UDP" and e.port == DNS_PORT and e.destination.kind is PeerKind.WORKLOAD
+            if e.protocol is Protocol.UDP and e.port == DNS_PORT and e.destination.kind is PeerKind.WORKLOAD
         }
         return servers
 
@@ -241,10 +247,10 @@ class _Synth:
         resolved: set[str] = set()
         dns_edges: dict[Peer, list[Edge]] = defaultdict(list)
         for peer, peer_edges in self._by_peer(edges, "destination").items():
-            if peer in self.dns_servers and any(_is_dns(e) for e in peer_edges):
-                dns_edges[peer].extend(e for e in peer_edges if _is_dns(e))
+            if peer in self.dns_servers and any(e.is_dns for e in peer_edges):
+                dns_edges[peer].extend(e for e in peer_edges if e.is_dns)
                 resolved.update(e.l7.path for e in peer_edges if e.l7.kind is L7Kind.DNS)
-                other = [e for e in peer_edges if not _is_dns(e)]
+                other = [e for e in peer_edges if not e.is_dns]
                 if other:
                     rules.extend(self._peer_rule(subject, peer, other, egress=True))
                 continue
@@ -272,8 +278,8 @@ class _Synth:
         rules: list[PeerRule] = []
         outside: list[Edge] = []
         if subject in self.dns_servers:
-            rules.extend(self._dns_server_ingress(subject, [e for e in edges if _is_dns(e)]))
-            edges = [e for e in edges if not _is_dns(e)]
+            rules.extend(self._dns_server_ingress(subject, [e for e in edges if e.is_dns]))
+            edges = [e for e in edges if not e.is_dns]
         for peer, peer_edges in self._by_peer(edges, "source").items():
             if peer.kind is PeerKind.CIDR or peer == Peer(PeerKind.ENTITY, name=Entity.WORLD):
                 outside.extend(peer_edges)
@@ -306,7 +312,7 @@ class _Synth:
         )
         return [
             PeerRule(
-                entities=("cluster",),
+                entities=(str(Entity.CLUSTER),),
                 to_ports=(PortRule(ports),),
                 comment=f"DNS from every pod of the cluster (generalized): {evidence.describe(counts=False)}",
             )
@@ -366,8 +372,8 @@ class _Synth:
         by_port: dict[tuple[str, int], _PortEvidence] = defaultdict(_PortEvidence)
         icmps: set[ICMPField] = set()
         for edge in edges:
-            if edge.protocol in ("ICMPv4", "ICMPv6"):
-                icmps.add(ICMPField(edge.port, "IPv4" if edge.protocol == "ICMPv4" else "IPv6"))
+            if edge.protocol in (Protocol.ICMPv4, Protocol.ICMPv6):
+                icmps.add(ICMPField(edge.port, "IPv4" if edge.protocol is Protocol.ICMPv4 else "IPv6"))
                 continue
             slot = by_port[(edge.protocol, edge.port)]
             (slot.l7 if edge.l7.kind is not L7Kind.NONE else slot.l4).append(edge)
@@ -390,7 +396,7 @@ class _Synth:
         if http and mode is not L7Mode.NONE:
             return L7Rules(http=self._http(subject, where, http))
         if kafka and mode is L7Mode.ALL:
-            if self.options.version >= (1, 20):
+            if self.options.version >= NO_KAFKA_RULES:
                 self.note(
                     NoteKind.KAFKA,
                     self.label(subject),
@@ -526,10 +532,6 @@ class _Synth:
         return rules
 
 
-def _is_dns(edge: Edge) -> bool:
-    return edge.l7.kind is L7Kind.DNS or (edge.port == DNS_PORT and edge.protocol in ("UDP", "TCP"))
-
-
 def _fallback_name(peer: Peer) -> str:
     for label in peer.labels:
         _source, key, value = split_label(label)
@@ -639,7 +641,7 @@ def _default_deny(synth: _Synth, namespaces: list[str]) -> list[Policy]:
 
 
 def _clusterwide(synth: _Synth) -> list[Policy]:
-    if synth.options.version < (1, 16):
+    if synth.options.version < DEFAULT_DENY_SWITCH:
         raise ValueError("cluster-wide baselines need enableDefaultDeny, which Cilium has from 1.16 on")
     dns = _dns_servers_rule(synth, None)
     if dns is None:
