@@ -48,7 +48,9 @@ def _run(mode: str, address: str) -> None:
 
     from flowgen._pb.observer import observer_pb2  # noqa: PLC0415
     from flowgen.ingest.dialing import Connection  # noqa: PLC0415
-    from flowgen.ingest.hubble import Query, Received, RelayStream, flows_request  # noqa: PLC0415
+    from flowgen.ingest.flow import Flow  # noqa: PLC0415
+    from flowgen.ingest.hubble import RelayStream  # noqa: PLC0415
+    from flowgen.ingest.query import Query, flows_request  # noqa: PLC0415
 
     query = Query(follow=False)
     count = 0
@@ -67,7 +69,7 @@ def _run(mode: str, address: str) -> None:
     else:
         stream = RelayStream(Connection(address), query)
         for event in stream.events():
-            if isinstance(event, Received):
+            if isinstance(event, Flow):
                 count += 1
         assert stream.stats.duplicates == 0
     elapsed = time.perf_counter() - started

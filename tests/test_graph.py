@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from flowgen.graph.builder import BuildOptions, GraphBuilder
 from flowgen.graph.evidence import L7, L7Kind, Skip, Use, classify, l7_of, request_direction
 from flowgen.graph.folding import path_prefix, path_template
-from flowgen.graph.frame import collapse, edges, merge, namespace_filter, since_filter
+from flowgen.graph.frame import Graph
 from flowgen.graph.identity import Entity, Peer, PeerKind, display_name, identity_relevant, peer_of, workload_labels
 from flowgen.ingest.files import read_files
 from flowgen.ingest.flow import (
@@ -344,7 +344,7 @@ def test_connection_seen_at_both_ends_counts_once() -> None:
         tcp_flow(FRONTEND, API, 8080, at=60, src_port=40002),
     ]
     builder = _build(flows)
-    (edge,) = edges(collapse(builder.frame()))
+    (edge,) = builder.graph().edges()
     assert (edge.flows, edge.events, edge.nodes) == (2, 4, ("prod/node-a", "prod/node-b"))
     assert builder.report.repeated == 2
 
@@ -375,7 +375,7 @@ def test_world_destination_named_by_the_clients_own_dns_answer(client: Endpoint,
         _dns_answer(FRONTEND, "api.stripe.com.", "52.1.2.3", at=0),
         tcp_flow(client, WORLD, 443, at=after, dst_ip="52.1.2.3"),
     ]
-    (edge,) = edges(collapse(_build(flows).frame()))
+    (edge,) = _build(flows).graph().edges()
     assert edge.destination == expected
 
 
@@ -385,7 +385,7 @@ def test_world_names_from_hubble_and_world_sources_by_address() -> None:
         tcp_flow(WORLD, FRONTEND, 3000, src_ip="203.0.113.9", dst_ip="10.0.0.1"),
         tcp_flow(FRONTEND, WORLD, 443, dst_ip="2001:db8::1", src_port=40001),
     ]
-    found = {(e.source, e.destination) for e in edges(collapse(_build(flows).frame()))}
+    found = {(e.source, e.destination) for e in _build(flows).graph().edges()}
     front = peer_of(FRONTEND)
     assert found == {
         (front, Peer(PeerKind.FQDN, name="api.stripe.com")),
@@ -409,7 +409,7 @@ def test_denied_is_kept_apart_with_its_reason() -> None:
             event=EventType.DROP,
         ),
     ]
-    found = {(e.use, e.drop_reason) for e in edges(collapse(_build(flows).frame()))}
+    found = {(e.use, e.drop_reason) for e in _build(flows).graph().edges()}
     assert found == {(Use.ALLOWED, ""), (Use.DENIED, "POLICY_DENIED")}
 
 
@@ -427,7 +427,7 @@ def _get(path: str, at: float = 0.0, src_port: int = 40000) -> Flow:
 def test_exploding_paths_are_folded_past_the_bound() -> None:
     flows = [_get(f"/api/items/{1000 + n}", at=n) for n in range(15)]
     builder = _build(flows, max_paths=10)
-    http = [e for e in edges(collapse(builder.frame())) if e.l7.kind is L7Kind.HTTP]
+    http = [e for e in builder.graph().edges() if e.l7.kind is L7Kind.HTTP]
     raw = [e for e in http if not e.folded]
     folded = [e for e in http if e.folded]
     assert len(raw) == 10
@@ -451,25 +451,25 @@ def test_path_folding_levels(path: str, template: str, prefix: str) -> None:
 
 def test_batches_merge_to_the_same_graph() -> None:
     flows = list(read_files([str(DEMO)], JsonLineReader()))
-    whole = collapse(_build(flows).frame())
-    small = collapse(_build(flows, batch=3).frame())
-    assert edges(small) == edges(whole)
-    halves = merge([_build(flows[:200]).frame(), _build(flows[200:]).frame()])
-    assert len(collapse(halves)) == len(whole)
+    whole = _build(flows).graph()
+    small = _build(flows, batch=3).graph()
+    assert small.edges() == whole.edges()
+    halves = Graph.merge([_build(flows[:200]).graph(), _build(flows[200:]).graph()])
+    assert halves.edge_count() == whole.edge_count()
 
 
 def test_filters_by_namespace_and_hour() -> None:
     flows = [tcp_flow(FRONTEND, API, 8080), tcp_flow(COREDNS, API, 9000, at=7200, src_port=41000)]
-    frame = _build(flows).frame()
-    assert {e.source.namespace for e in edges(collapse(namespace_filter(frame, ["kube-system"])))} == {"kube-system"}
+    graph = _build(flows).graph()
+    assert {e.source.namespace for e in graph.touching(["kube-system"]).edges()} == {"kube-system"}
     late = flows[1].time
     assert late is not None
-    assert len(collapse(since_filter(frame, late - timedelta(minutes=30)))) == 1
+    assert graph.since(late - timedelta(minutes=30)).edge_count() == 1
 
 
 def test_demo_graph_has_the_expected_shape() -> None:
     builder = _build(list(read_files([str(DEMO)], JsonLineReader())))
-    found = edges(collapse(builder.frame()))
+    found = builder.graph().edges()
     kinds = {(e.destination.kind, e.destination.name) for e in found if e.destination.kind is not PeerKind.WORKLOAD}
     assert (PeerKind.FQDN, "api.stripe.com") in kinds
     assert (PeerKind.ENTITY, "kube-apiserver") in kinds
@@ -487,10 +487,10 @@ def test_demo_graph_has_the_expected_shape() -> None:
 def test_order_and_duplicates_do_not_change_the_graph(rng: random.Random, copies: int) -> None:
     flows = [tcp_flow(FRONTEND, API, 8080 + n % 3, at=n * 120, src_port=40000 + n) for n in range(12)]
     flows += [_get(f"/api/items/{n}", at=n * 120, src_port=41000 + n) for n in range(6)]
-    reference = edges(collapse(_build(flows).frame()))
+    reference = _build(flows).graph().edges()
     shuffled = [f for f in flows for _ in range(copies)]
     rng.shuffle(shuffled)
-    again = edges(collapse(_build(shuffled).frame()))
+    again = _build(shuffled).graph().edges()
     strip = [(e.source, e.destination, e.port, e.l7, e.flows, e.first, e.last) for e in reference]
     assert [(e.source, e.destination, e.port, e.l7, e.flows, e.first, e.last) for e in again] == strip
     assert [e.events for e in again] == [e.events * copies for e in reference]
@@ -501,7 +501,7 @@ def test_host_network_pods_and_namespace_labels_are_kept() -> None:
         identity=1, namespace="monitoring", labels=("reserved:host",), pod_name="node-exporter-x7k2p"
     )
     builder = _build([tcp_flow(FRONTEND, node_exporter, 9100), tcp_flow(FRONTEND, API, 8080, src_port=40001)])
-    found = {e.destination.kind: e for e in edges(collapse(builder.frame()))}
+    found = {e.destination.kind: e for e in builder.graph().edges()}
     host = found[PeerKind.ENTITY]
     assert host.destination == Peer(PeerKind.ENTITY, name="host")
     assert host.destination_workload == "monitoring/node-exporter"

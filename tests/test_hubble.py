@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+import orjson
 import pytest
 from google.protobuf import json_format
 
@@ -18,22 +21,14 @@ from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2
 from flowgen._pb.relay import relay_pb2
 from flowgen.errors import RelayError
+from flowgen.graph.builder import GraphBuilder
+from flowgen.graph.session import Observation
 from flowgen.ingest.dialing import Connection, server_status
-from flowgen.ingest.hubble import (
-    FIELD_MASK,
-    Connected,
-    Event,
-    Idle,
-    Lost,
-    NodeStatus,
-    Query,
-    Received,
-    Reconnecting,
-    RelayStream,
-    _RecentFlows,
-    flows_request,
-)
+from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting
+from flowgen.ingest.flow import Flow
+from flowgen.ingest.hubble import RelayStream, _RecentFlows
 from flowgen.ingest.proto import flow_from_proto
+from flowgen.ingest.query import FIELD_MASK, Query, flows_request
 from tests.conftest import DEMO
 from tests.relay_server import (
     SERVER_NAME,
@@ -67,8 +62,8 @@ def our_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("flowgen-hubble")]
 
 
-def received(events: list[Event]) -> list[Received]:
-    return [e for e in events if isinstance(e, Received)]
+def received(events: list[Event]) -> list[Flow]:
+    return [e for e in events if isinstance(e, Flow)]
 
 
 # ---------------------------------------------------------------------------
@@ -228,14 +223,18 @@ def test_plaintext_stream_yields_converted_flows_and_status() -> None:
         lost_event(flow_pb2.HUBBLE_RING_BUFFER, 1),
     ]
     with FakeRelay(history) as relay:
-        stream = RelayStream(Connection(relay.address), Query(follow=False), **FAST)
+        saved = io.BytesIO()
+        stream = RelayStream(Connection(relay.address), Query(follow=False), save=saved, **FAST)
         events = list(stream.events())
     assert events[0] == Connected(relay.address, VERSION, None)
     assert events[1] == NodeStatus("NODE_CONNECTED", ("test/node-a", "test/node-b"), "")
     flows = received(events)
-    assert [e.flow for e in flows] == [flow_from_proto(h.flow) for h in history[1:6]]
-    # The field mask drops only what flowgen does not read.
-    assert [e.response.flow.Summary for e in flows] == [""] * 5
+    assert flows == [flow_from_proto(h.flow) for h in history[1:6]]
+    # The field mask drops only what flowgen does not read; the saved lines are what was received.
+    lines = [orjson.loads(line) for line in saved.getvalue().splitlines()]
+    assert [line["flow"]["uuid"] for line in lines] == [h.flow.uuid for h in history[1:6]]
+    assert all("Summary" not in line["flow"] for line in lines)
+    assert stream.stats.saved == 5
     assert events[-1] == Lost("HUBBLE_RING_BUFFER", 1)
     assert stream.stats.received == 5
     assert stream.stats.duplicates == 0
@@ -253,11 +252,11 @@ def test_namespaces_since_and_field_mask_go_on_the_wire() -> None:
     assert request.since.ToDatetime(tzinfo=UTC) == since
     assert list(request.field_mask.paths) == list(FIELD_MASK)
     # Flows 0-2 are before since; of the rest, those from or to shop pass the filter.
-    assert [e.flow.uuid for e in flows] == [
+    assert [e.uuid for e in flows] == [
         h.flow.uuid for h in history[3:] if "shop" in (h.flow.source.namespace, h.flow.destination.namespace)
     ]
     assert len(flows) == 6
-    assert all(e.flow.time is not None and e.flow.time >= since for e in flows)
+    assert all(e.time is not None and e.time >= since for e in flows)
 
 
 def test_lost_events_are_counted_by_source() -> None:
@@ -274,7 +273,11 @@ def test_lost_events_are_counted_by_source() -> None:
         Lost("OBSERVER_EVENTS_QUEUE", 3),
         Lost("PERF_EVENT_RING_BUFFER", 5),
     ]
-    assert stream.stats.lost == {"PERF_EVENT_RING_BUFFER": 12, "OBSERVER_EVENTS_QUEUE": 3}
+    lost: Counter[str] = Counter()
+    for event in events:
+        if isinstance(event, Lost):
+            lost[event.source] += event.count
+    assert lost == {"PERF_EVENT_RING_BUFFER": 12, "OBSERVER_EVENTS_QUEUE": 3}
 
 
 def test_node_status_is_tracked() -> None:
@@ -287,10 +290,12 @@ def test_node_status_is_tracked() -> None:
     ]
     with FakeRelay(history) as relay:
         stream = RelayStream(Connection(relay.address), Query(follow=False), **FAST)
-        events = list(stream.events())
-    assert NodeStatus("NODE_ERROR", ("n2",), "connection reset") in events
-    assert stream.stats.nodes_connected == {"n1", "n4"}
-    assert stream.stats.nodes_unavailable == {"n2", "n3"}
+        session = Observation(GraphBuilder())
+        seen: list[Event | None] = []
+        session.read(stream, seen.append)
+    assert NodeStatus("NODE_ERROR", ("n2",), "connection reset") in seen
+    assert session.counters.nodes_connected == {"n1", "n4"}
+    assert session.counters.nodes_unavailable == {"n2", "n3"}
 
 
 # ---------------------------------------------------------------------------
@@ -494,7 +499,7 @@ def test_stop_from_a_signal_handler(relay: FakeRelay) -> None:
 def test_leaving_the_loop_early_cleans_up(relay: FakeRelay) -> None:
     events = RelayStream(Connection(relay.address), Query(), **FAST).events()
     for event in events:
-        if isinstance(event, Received):
+        if isinstance(event, Flow):
             break
     events.close()
     assert not our_threads()
@@ -525,8 +530,8 @@ def test_relay_restart_resumes_without_losing_or_repeating_flows(overlap: float,
         flows = []
         for event in stream.events():
             events.append(event)
-            if isinstance(event, Received):
-                flows.append(event.flow)
+            if isinstance(event, Flow):
+                flows.append(event)
                 if len(flows) == 10:
                     relay.restart()
             elif isinstance(event, Connected) and event.resumed_from is not None:
@@ -538,7 +543,7 @@ def test_relay_restart_resumes_without_losing_or_repeating_flows(overlap: float,
     assert kinds.count("Reconnecting") == 1
     assert kinds.count("Connected") == 2
     broke = kinds.index("Reconnecting")
-    last_before = received(events[:broke])[-1].flow
+    last_before = received(events[:broke])[-1]
     assert last_before.time is not None
     resumed = next(e for e in events if isinstance(e, Connected) and e.resumed_from is not None)
     assert resumed.resumed_from == last_before.time - timedelta(seconds=overlap)
@@ -555,7 +560,7 @@ def test_backoff_grows_while_the_relay_is_down() -> None:
         stream = RelayStream(Connection(relay.address, timeout=0.1), Query(), **FAST)
         attempts: list[Reconnecting] = []
         for event in stream.events():
-            if isinstance(event, Received) and event.flow.uuid == history[-1].flow.uuid and not attempts:
+            if isinstance(event, Flow) and event.uuid == history[-1].flow.uuid and not attempts:
                 relay.stop()
             elif isinstance(event, Reconnecting):
                 attempts.append(event)
@@ -589,8 +594,10 @@ def test_flow_without_time_takes_the_response_time() -> None:
     event = flow_events(1)[0]
     event.flow.ClearField("time")
     event.flow.ClearField("node_name")
+    saved = io.BytesIO()
     with FakeRelay([event]) as relay:
-        (got,) = received(list(RelayStream(Connection(relay.address), Query(follow=False)).events()))
-    assert got.flow.time == START
-    assert got.flow.node_name == "test/node-a"
-    assert isinstance(got.response, observer_pb2.GetFlowsResponse)
+        (got,) = received(list(RelayStream(Connection(relay.address), Query(follow=False), save=saved).events()))
+    assert got.time == START
+    assert got.node_name == "test/node-a"
+    (line,) = saved.getvalue().splitlines()
+    assert json_format.Parse(line, observer_pb2.GetFlowsResponse()).time.ToDatetime(tzinfo=UTC) == START

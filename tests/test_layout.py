@@ -38,6 +38,7 @@ IMPURE_MODULES = {
     "ingest.hubble",
     "graph.store",
     "graph.session",
+    "graph.observed",
     "policy.folder",
     "policy.cluster",
 }

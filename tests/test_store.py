@@ -9,14 +9,13 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from flowgen.errors import StoreError
 from flowgen.graph.builder import GraphBuilder
-from flowgen.graph.frame import collapse, edges
+from flowgen.graph.frame import Graph
 from flowgen.graph.store import Store, new_run_id
 from flowgen.ingest.files import read_files
 from flowgen.ingest.jsonlines import JsonLineReader
@@ -26,34 +25,34 @@ FRONTEND = pod("shop", "frontend")
 API = pod("shop", "api")
 
 
-def _demo_frame() -> pd.DataFrame:
+def _demo_graph() -> Graph:
     builder = GraphBuilder()
     builder.add_all(read_files([str(DEMO)], JsonLineReader()))
-    return builder.frame()
+    return builder.graph()
 
 
 def test_round_trip_keeps_the_graph(tmp_path: Path) -> None:
-    frame = _demo_frame()
+    graph = _demo_graph()
     store = Store(tmp_path / "store")
-    path = store.write_run("run-1", frame, {"source": "demo"})
+    path = store.write_run("run-1", graph, {"source": "demo"})
     loaded = store.load()
-    assert edges(collapse(loaded.frame)) == edges(collapse(frame))
+    assert loaded.graph.edges() == graph.edges()
     assert [(r.run, r.meta["source"]) for r in loaded.runs] == [("run-1", "demo")]
     # Plain Parquet, readable without flowgen.
-    assert pq.read_table(path).num_rows == len(frame)
+    assert pq.read_table(path).num_rows == len(graph)
 
 
 def test_runs_add_up_and_checkpoints_replace(tmp_path: Path) -> None:
     store = Store(tmp_path)
     one = GraphBuilder()
     one.add(tcp_flow(FRONTEND, API, 8080))
-    store.write_run("a", one.frame(), {})
+    store.write_run("a", one.graph(), {})
     one.add(tcp_flow(FRONTEND, API, 8080, at=100, src_port=40001))
-    store.write_run("a", one.frame(), {})  # a later checkpoint of the same run replaces it
+    store.write_run("a", one.graph(), {})  # a later checkpoint of the same run replaces it
     other = GraphBuilder()
     other.add(tcp_flow(FRONTEND, API, 8080, at=200, src_port=40002, node="other/node-x"))
-    store.write_run("b", other.frame(), {})
-    (edge,) = edges(collapse(store.load().frame))
+    store.write_run("b", other.graph(), {})
+    (edge,) = store.load().graph.edges()
     assert edge.flows == 3
     assert edge.nodes == ("other/node-x", "prod/node-a")
 
@@ -63,15 +62,15 @@ def test_since_reads_from_that_hour(tmp_path: Path) -> None:
     early, late = tcp_flow(FRONTEND, API, 8080), tcp_flow(FRONTEND, API, 9090, at=3 * 3600)
     builder.add_all([early, late])
     store = Store(tmp_path)
-    store.write_run("r", builder.frame(), {})
+    store.write_run("r", builder.graph(), {})
     assert late.time is not None
-    found = edges(collapse(store.load(since=late.time - timedelta(minutes=10)).frame))
+    found = store.load(since=late.time - timedelta(minutes=10)).graph.edges()
     assert [e.port for e in found] == [9090]
 
 
 def test_left_overs_of_a_killed_writer_are_ignored(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.write_run("r", _demo_frame(), {})
+    store.write_run("r", _demo_graph(), {})
     (tmp_path / "observations" / ".r.999.tmp").write_bytes(b"PAR1 half a file")
     loaded = store.load()
     assert loaded.problems == [] and len(loaded.runs) == 1
@@ -79,7 +78,7 @@ def test_left_overs_of_a_killed_writer_are_ignored(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_reported_not_fatal(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.write_run("good", _demo_frame(), {})
+    store.write_run("good", _demo_graph(), {})
     bad = tmp_path / "observations" / "bad.parquet"
     bad.write_bytes(b"not parquet")
     loaded = store.load()
@@ -89,7 +88,7 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path: Path) -> None:
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.write_run("future", _demo_frame(), {"schema": 99})
+    store.write_run("future", _demo_graph(), {"schema": 99})
     with pytest.raises(StoreError, match="newer flowgen"):
         store.load()
 
@@ -98,7 +97,7 @@ def test_unwritable_store_says_how_to_fix(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(StoreError, match=r"--store DIR"):
-        Store(blocker / "store").write_run("r", _demo_frame(), {})
+        Store(blocker / "store").write_run("r", _demo_graph(), {})
 
 
 def test_run_ids_do_not_collide() -> None:
@@ -122,7 +121,7 @@ _WRITER = textwrap.dedent(
     builder.add_all(read_files([{demo!r}], JsonLineReader()))
     store = Store(Path(sys.argv[1]))
     for n in range(int(sys.argv[3])):
-        store.write_run(sys.argv[2], builder.frame(), {{"n": n}})
+        store.write_run(sys.argv[2], builder.graph(), {{"n": n}})
     if sys.argv[4] == "kill-mid-write":
         import pyarrow.parquet as pq
         real = pq.write_table
@@ -131,7 +130,7 @@ _WRITER = textwrap.dedent(
             where.flush()
             os.kill(os.getpid(), 9)
         pq.write_table = torn
-        store.write_run(sys.argv[2], builder.frame(), {{"n": "never"}})
+        store.write_run(sys.argv[2], builder.graph(), {{"n": "never"}})
     """
 ).format(root=str(ROOT), demo=str(DEMO))
 
@@ -145,9 +144,9 @@ def test_two_concurrent_writers(tmp_path: Path) -> None:
     assert [w.wait(timeout=120) for w in writers] == [0, 0]
     loaded = Store(tmp_path).load()
     assert sorted(r.run for r in loaded.runs) == ["one", "two"]
-    single = collapse(_demo_frame())
-    both = collapse(loaded.frame)
-    assert list(both["flows"]) == [2 * n for n in single["flows"]]
+    single = _demo_graph().edges()
+    both = loaded.graph.edges()
+    assert [e.flows for e in both] == [2 * e.flows for e in single]
 
 
 def test_killed_mid_write_keeps_the_last_checkpoint(tmp_path: Path) -> None:
@@ -158,15 +157,15 @@ def test_killed_mid_write_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     loaded = Store(tmp_path).load()
     assert loaded.problems == []
     assert [r.meta["n"] for r in loaded.runs] == [1]
-    assert edges(collapse(loaded.frame)) == edges(collapse(_demo_frame()))
+    assert loaded.graph.edges() == _demo_graph().edges()
 
 
 def test_files_from_before_namespace_labels_still_load(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    frame = _demo_frame().drop(columns=["src_nslabels", "dst_nslabels"])
+    frame = _demo_graph().frame.drop(columns=["src_nslabels", "dst_nslabels"])
     runs = tmp_path / "observations"
     runs.mkdir()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), runs / "old.parquet")
     loaded = store.load()
     assert loaded.problems == []
-    assert all(e.source_namespace_labels == () for e in edges(collapse(loaded.frame)))
+    assert all(e.source_namespace_labels == () for e in loaded.graph.edges())

@@ -15,14 +15,14 @@ Findings, all from replaying the observed requests through the engine:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flowgen.check.engine import Engine
-from flowgen.check.verify import Drop, Replay, Verification, describe_l7, request, side_label, verify
+from flowgen.check.verify import Drop, Verification, describe_l7, request, side_label, verify
 from flowgen.cilium import DEFAULT_RELEASE, Release
-from flowgen.graph.edge import Edge
+from flowgen.graph.edge import Edge, Sample
 from flowgen.graph.evidence import Use
 from flowgen.policy.model import Direction, PeerRule, Policy, Rule
 from flowgen.policy.render import dump
@@ -172,12 +172,13 @@ def compare(
     namespaces: Iterable[str] = (),
     *,
     version: Release = DEFAULT_RELEASE,
-    replay: Replay | None = None,
+    samples: Mapping[tuple[object, ...], tuple[Sample, ...]] | None = None,
 ) -> Comparison:
-    """`replay`: the flows tapped while building the graph, replayed with full labels."""
+    """`samples`: the concrete requests behind the edges, when the graph was built from flows
+    (see flowgen.check.verify.verify)."""
     wanted = set(namespaces)
     engine = Engine(existing, version=version)
-    checked = replay.verify(edges, engine, wanted) if replay is not None else verify(edges, engine, wanted)
+    checked = verify(edges, engine, wanted, samples)
     unused = [
         Unused(name, _summary(entry))
         for name, entry in allow_entries(existing, wanted)

@@ -50,6 +50,15 @@ def notes_markdown(proposal: Proposal) -> str:
     return "\n".join(lines) + "\n"
 
 
+def notes_json(proposal: Proposal) -> dict[str, object]:
+    return {
+        "policies": [{"kind": p.kind.value, "namespace": p.namespace, "name": p.name} for p in proposal.policies],
+        "notes": [
+            {"kind": str(n.kind), "subject": n.subject, "message": n.message, "flows": n.flows} for n in proposal.notes
+        ],
+    }
+
+
 # ---------------------------------------------------------------------------
 # verify
 

@@ -1,28 +1,28 @@
 """Replay observed requests against a policy set: what would it drop?
 
-Each allowed (or audit) edge of the graph becomes one request for the engine,
-with the edge's counts. Workloads are matched by their stable identity labels
-(see flowgen.graph.identity; labels dropped as volatile, such as `version` or
+Each allowed (or audit) edge of the graph becomes requests for the engine. When
+the graph was built from flows, those are the edge's samples (flowgen.graph.edge.
+Sample): each workload with its full identity labels, each outside peer with its
+address, counted per sample. From the store, the edge itself is replayed with its
+counts: workloads are matched by their stable identity labels (see
+flowgen.graph.identity; labels dropped as volatile, such as `version` or
 `job-name`, are not there to match), outside destinations by the DNS name or
-address the graph recorded, HTTP paths with a query string as `path?`, and
-folded paths with a sample id in place of `{id}`.
+address the graph recorded. Either way, HTTP paths with a query string are
+replayed as `path?`, and folded paths with a sample id in place of `{id}`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flowgen.check.engine import Decision, Engine, L7Request, Party, Request
 from flowgen.cilium import CLUSTER_KEY, NAMESPACE_KEY, Entity
-from flowgen.graph.builder import Sighting
-from flowgen.graph.edge import Edge, settle
+from flowgen.graph.edge import Edge, Sample, settle
 from flowgen.graph.evidence import GRANTING, L7Kind
 from flowgen.graph.folding import ID_PLACEHOLDER, REST_PLACEHOLDER
-from flowgen.graph.frame import NO_TIME
 from flowgen.graph.identity import Peer, PeerKind, split_label
-from flowgen.ingest.flow import Endpoint
 
 # Stands in for `{id}` and a trailing `*` of folded paths when they are replayed.
 SAMPLE_ID = "1"
@@ -152,98 +152,75 @@ class _Item:
     example: str = ""
 
 
-def verify(edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()) -> Verification:
-    """Replay the allowed evidence of the graph (edges touching `namespaces`, all when empty)."""
-    items = [
-        _Item(request(edge), edge, edge.flows, edge.first, edge.last, set(edge.nodes))
-        for edge in settle(edges)[0]
-        if edge.use in GRANTING
-    ]
-    return _replay(items, engine, namespaces)
+def verify(
+    edges: Sequence[Edge],
+    engine: Engine,
+    namespaces: Iterable[str] = (),
+    samples: Mapping[tuple[object, ...], tuple[Sample, ...]] | None = None,
+) -> Verification:
+    """Replay the allowed evidence of the graph (edges touching `namespaces`, all when empty),
+    less what the graph's policy drops contradict (see settle). With `samples` (the graph was
+    built from flows), each edge is replayed as the concrete requests behind it."""
+    return _replay(_items(edges, samples), engine, namespaces)
 
 
-class Replay:
-    """Replays evidence flow by flow, with each endpoint's full identity labels (so policies
-    that select on labels flowgen's workload key leaves out, such as `version`, match as in
-    the cluster) and the flow's own addresses. Pass `tap` to GraphBuilder, then call `verify`
-    with the graph it built. Memory follows the distinct requests, not the flows."""
-
-    def __init__(self) -> None:
-        self._items: dict[tuple[object, ...], _Item] = {}
-
-    def tap(self, sighting: Sighting) -> None:
-        if sighting.use not in GRANTING:
-            return
-        flow = sighting.flow
-        ip = flow.ip
-        source = _flow_party(flow.source, sighting.source, ip.source if ip else "")
-        destination = _flow_party(flow.destination, sighting.destination, ip.destination if ip else "")
-        edge_like = _sighting_edge(sighting)
-        replayed = Request(source, destination, sighting.protocol, sighting.port, request(edge_like).l7)
-        key = (sighting.edge_key, replayed)
-        time = flow.time or edge_like.first
-        item = self._items.get(key)
-        if item is None:
-            where = f" on {flow.node_name}" if flow.node_name else ""
-            example = f"flow {flow.uuid or '(no uuid)'} at {time:%Y-%m-%d %H:%M:%S} UTC{where}"
-            item = self._items[key] = _Item(replayed, edge_like, 0, time, time, set(), example)
-        item.flows += 1
-        item.first, item.last = min(item.first, time), max(item.last, time)
-        if flow.node_name:
-            item.nodes.add(flow.node_name)
-
-    def verify(self, edges: Sequence[Edge], engine: Engine, namespaces: Iterable[str] = ()) -> Verification:
-        """Replay what was tapped, less what the graph's policy drops contradict (see settle)."""
-        contradicted = {edge.key for edge in settle(edges)[1]}
-        names = {}
-        for edge in edges:
-            names[edge.source] = edge.source_workload
-            names[edge.destination] = edge.destination_workload
-        items = []
-        for (edge_key, _request), item in sorted(self._items.items(), key=lambda kv: repr(kv[0])):
-            if edge_key in contradicted:
-                continue
-            edge = replace(
-                item.edge,
-                source_workload=names.get(item.edge.source, ""),
-                destination_workload=names.get(item.edge.destination, ""),
+def _items(edges: Sequence[Edge], samples: Mapping[tuple[object, ...], tuple[Sample, ...]] | None) -> list[_Item]:
+    granted = [edge for edge in settle(edges)[0] if edge.use in GRANTING]
+    if samples is None:
+        return [_Item(request(edge), edge, edge.flows, edge.first, edge.last, set(edge.nodes)) for edge in granted]
+    names = _display_names(edges)
+    items: dict[tuple[object, ...], _Item] = {}
+    for edge in granted:
+        for sample in samples.get(edge.key, ()):
+            shown = replace(
+                edge,
+                l7=replace(edge.l7, query=sample.query),
+                source_workload=names.get(edge.source, ""),
+                destination_workload=names.get(edge.destination, ""),
             )
-            items.append(replace(item, edge=edge))
-        return _replay(items, engine, namespaces)
+            replayed = Request(
+                _sample_party(edge.source, sample.source_labels, sample.source_address),
+                _sample_party(edge.destination, sample.destination_labels, sample.destination_address),
+                edge.protocol,
+                edge.port,
+                request(shown).l7,
+            )
+            key = (edge.key, replayed)
+            item = items.get(key)
+            if item is None:
+                items[key] = _Item(
+                    replayed, shown, sample.events, sample.first, sample.last, set(sample.nodes), sample.example
+                )
+                continue
+            item.flows += sample.events
+            if sample.first < item.first:
+                item.example = sample.example
+            item.first, item.last = min(item.first, sample.first), max(item.last, sample.last)
+            item.nodes.update(sample.nodes)
+    return [item for _key, item in sorted(items.items(), key=lambda kv: repr(kv[0]))]
 
 
-def _flow_party(endpoint: Endpoint, peer: Peer, address: str) -> Party:
+def _display_names(edges: Iterable[Edge]) -> dict[Peer, str]:
+    """Each peer's display name, the same whichever edge is read first."""
+    names: dict[Peer, str] = {}
+    for edge in edges:
+        for peer, name in ((edge.source, edge.source_workload), (edge.destination, edge.destination_workload)):
+            names[peer] = max(names.get(peer, ""), name)
+    return names
+
+
+def _sample_party(peer: Peer, labels: tuple[str, ...], address: str) -> Party:
+    """How the engine sees one side of a sample: a workload with its full identity labels
+    (reserved ones aside), an outside peer with its address."""
     if peer.kind is not PeerKind.WORKLOAD:
         base = party(peer)
         return replace(base, ip=base.ip or address) if base.world else base
-    labels = {NAMESPACE_KEY: peer.namespace}
-    for label in endpoint.labels:
+    found = {NAMESPACE_KEY: peer.namespace}
+    for label in labels:
         source, key, value = split_label(label)
         if source != "reserved":
-            labels[f"{source or 'k8s'}:{key}"] = value
-    return Party(tuple(sorted(labels.items())))
-
-
-def _sighting_edge(sighting: Sighting) -> Edge:
-    time = sighting.flow.time or NO_TIME
-    l7 = replace(sighting.l7, path=sighting.path)
-    return Edge(
-        source=sighting.source,
-        destination=sighting.destination,
-        protocol=sighting.protocol,
-        port=sighting.port,
-        l7=l7,
-        folded=sighting.folded,
-        use=sighting.use,
-        drop_reason="",
-        flows=1,
-        events=1,
-        first=time,
-        last=time,
-        nodes=(),
-        source_workload="",
-        destination_workload="",
-    )
+            found[f"{source or 'k8s'}:{key}"] = value
+    return Party(tuple(sorted(found.items())))
 
 
 def _replay(items: Sequence[_Item], engine: Engine, namespaces: Iterable[str]) -> Verification:

@@ -1,16 +1,15 @@
-"""What the command-line modules share: the consoles, the one error boundary, the common
-options, and loading the observed graph. With cli.py and policy_commands.py, the only
-code that prints, reads the environment or exits."""
+"""What the command modules share: the consoles, the one error boundary, the common
+options, and loading the observed evidence."""
 
 from __future__ import annotations
 
 import enum
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import platformdirs
 import typer
@@ -19,15 +18,9 @@ from rich.markup import escape
 
 from flowgen.cilium import NEWEST_RELEASE, OLDEST_RELEASE, Release
 from flowgen.cli.timespec import parse_since
-from flowgen.errors import FlowgenError, InputError, UsageError
-from flowgen.graph.builder import GraphBuilder, Sighting
-from flowgen.graph.store import Store
-from flowgen.ingest.files import check_inputs, read_files
-from flowgen.ingest.jsonlines import JsonLineReader
+from flowgen.errors import FlowgenError, UsageError
+from flowgen.graph.observed import Observed, load
 from flowgen.policy.cluster import cluster_cilium_version
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 # markup=False: messages carry user content (paths, file lines) that must print as is.
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -81,31 +74,14 @@ SinceOption = Annotated[
 ]
 
 
-def load_graph(
-    input_file: list[str] | None,
-    store: Path | None,
-    since: str | None,
-    tap: Callable[[Sighting], None] | None = None,
-) -> pd.DataFrame:
-    """The observed graph: built from flow files when given, else read from the store."""
+def observed(input_file: list[str] | None, store: Path | None, since: str | None, *, samples: bool = False) -> Observed:
+    """The observed evidence: built from flow files when given, else read from the store."""
     since_at = parse_since(since, "--since", datetime.now(UTC)) if since else None
-    if input_file:
-        check_inputs(input_file)
-        builder = GraphBuilder(tap=tap)
-        reader = JsonLineReader(warn=lambda message: err.print(f"Warning: {message}"))
-        flows = read_files(input_file, reader)
-        builder.add_all(f for f in flows if since_at is None or f.time is None or f.time >= since_at)
-        return builder.frame()
-    where = store or default_store()
-    loaded = Store(where).load(since_at)
-    for path, reason in loaded.problems:
-        err.print(f"Warning: skipping unreadable store file {path}: {reason}")
-    if not loaded.runs:
-        raise InputError(
-            f"the store at {where} holds no observations yet; run `flowgen observe` first "
-            "(or pass --store DIR / --input-file FILE)"
-        )
-    return loaded.frame
+    return load(input_file, store or default_store(), since_at, warn=warn, samples=samples)
+
+
+def warn(message: str) -> None:
+    err.print(f"Warning: {message}")
 
 
 class CiliumRelease(enum.StrEnum):

@@ -16,13 +16,13 @@ from flowgen.check.report import (
     comparison_json,
     comparison_markdown,
     comparison_text,
+    notes_json,
     notes_markdown,
     verification_json,
     verification_markdown,
     verification_text,
 )
-from flowgen.check.verify import Replay
-from flowgen.check.verify import verify as run_verify
+from flowgen.check.verify import verify as replay
 from flowgen.cilium import DEFAULT_DENY_SWITCH
 from flowgen.cli.console import (
     InputOption,
@@ -32,12 +32,11 @@ from flowgen.cli.console import (
     command_line,
     err,
     errors_boundary,
-    load_graph,
+    observed,
     parse_release,
 )
 from flowgen.cli.timespec import parse_duration
 from flowgen.errors import FlowgenError, InputError, UsageError
-from flowgen.graph.frame import collapse, edges
 from flowgen.policy.cluster import cluster_policies
 from flowgen.policy.folder import read_policies, write_policies
 from flowgen.policy.model import Policy
@@ -125,8 +124,9 @@ def generate(
         )
         if clusterwide and version < DEFAULT_DENY_SWITCH:
             raise UsageError("--clusterwide needs Cilium 1.16 or later (enableDefaultDeny)")
-        found = edges(collapse(load_graph(input_file, store, since)))
-        proposal = synthesize(found, [] if all_namespaces else namespace or [], options)
+        proposal = synthesize(
+            observed(input_file, store, since).edges(), [] if all_namespaces else namespace or [], options
+        )
         problems = [problem for p in proposal.policies for problem in validate(p, version)]
         if problems:
             raise FlowgenError(
@@ -174,14 +174,7 @@ def _print_notes(notes: tuple[Note, ...]) -> None:
 
 def _write_report(path: Path, proposal: Proposal) -> None:
     if path.suffix == ".json":
-        document = {
-            "policies": [{"kind": p.kind.value, "namespace": p.namespace, "name": p.name} for p in proposal.policies],
-            "notes": [
-                {"kind": str(n.kind), "subject": n.subject, "message": n.message, "flows": n.flows}
-                for n in proposal.notes
-            ],
-        }
-        text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+        text = orjson.dumps(notes_json(proposal), option=orjson.OPT_INDENT_2).decode() + "\n"
     else:
         text = notes_markdown(proposal)
     try:
@@ -234,11 +227,10 @@ def verify(
         for message in skipped:
             err.print(f"Note: {message}")
         _warn_invalid(existing, version)
-        # From flow files each flow is replayed with its endpoints' full labels; from the store, the graph.
-        replay = Replay() if input_file else None
-        found = edges(collapse(load_graph(input_file, store, since, tap=replay.tap if replay else None)))
+        # From flow files each request is replayed with its endpoints' full labels; from the store, the graph.
+        evidence = observed(input_file, store, since, samples=True)
         engine = Engine(existing, mode=mode, version=version)
-        result = replay.verify(found, engine, namespace or ()) if replay else run_verify(found, engine, namespace or ())
+        result = replay(evidence.edges(), engine, namespace or (), evidence.samples)
         if format is ReportFormat.json:
             sys.stdout.write(
                 orjson.dumps(verification_json(result, len(existing)), option=orjson.OPT_INDENT_2).decode()
@@ -301,12 +293,13 @@ def diff(
         for message in skipped:
             err.print(f"Note: {message}")
         _warn_invalid(current, version)
-        replay = Replay() if input_file else None
-        found = edges(collapse(load_graph(input_file, store, since, tap=replay.tap if replay else None)))
+        evidence = observed(input_file, store, since, samples=True)
         scope = [] if all_namespaces else namespace or []
         options = Options(version=version, l7=l7, default_deny=default_deny, command=command_line(context))
-        proposal = synthesize(found, scope, options)
-        comparison = compare(found, current, proposal.policies, scope, version=version, replay=replay)
+        proposal = synthesize(evidence.edges(), scope, options)
+        comparison = compare(
+            evidence.edges(), current, proposal.policies, scope, version=version, samples=evidence.samples
+        )
         if format is ReportFormat.json:
             sys.stdout.write(orjson.dumps(comparison_json(comparison), option=orjson.OPT_INDENT_2).decode() + "\n")
         elif format is ReportFormat.markdown:

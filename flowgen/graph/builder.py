@@ -11,49 +11,42 @@ the number of distinct edges, not the number of flows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
 
 from flowgen.cilium import NAMESPACE_LABELS_KEY_PREFIX, Entity
-from flowgen.graph.evidence import L7, L7Kind, Skip, Use, classify, l7_of
+from flowgen.graph.edge import Sample
+from flowgen.graph.evidence import GRANTING, L7, L7Kind, Skip, Use, classify, l7_of
 from flowgen.graph.folding import SeenPaths, fold
-from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, _typed, empty, merge
+from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, Graph, _typed, empty, merge
 from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, peer_of
 from flowgen.ingest.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, Protocol, TrafficDirection
 
+# An edge's key, each side's identity labels (workloads) and address (outside peers), and
+# whether the HTTP request had a query string.
+_SampleKey = tuple[tuple[object, ...], tuple[str, ...], tuple[str, ...], str, str, bool]
 
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """One piece of evidence as the builder counted it: the flow, and the edge it went to."""
 
-    flow: Flow
-    use: Use
-    source: Peer
-    destination: Peer
-    protocol: Protocol
-    port: int
-    l7: L7
-    # The path as stored (folded past the bound), and whether it was folded.
-    path: str
-    folded: bool
-    delivered: bool
+class _SampleRow:
+    """The counts of one sample while it is built (see flowgen.graph.edge.Sample)."""
 
-    @property
-    def edge_key(self) -> tuple[object, ...]:
-        """What identifies its edge (see Edge.key)."""
-        return (
-            self.source,
-            self.destination,
-            self.protocol,
-            self.port,
-            self.l7.kind,
-            self.l7.method,
-            self.path,
-            self.use,
-        )
+    __slots__ = ("events", "example", "first", "last", "nodes")
+
+    def __init__(self, flow: Flow, time: datetime) -> None:
+        where = f" on {flow.node_name}" if flow.node_name else ""
+        self.example = f"flow {flow.uuid or '(no uuid)'} at {time:%Y-%m-%d %H:%M:%S} UTC{where}"
+        self.events = 0
+        self.first = self.last = time
+        self.nodes: set[str] = set()
+
+    def add(self, flow: Flow, time: datetime) -> None:
+        self.events += 1
+        self.first, self.last = min(self.first, time), max(self.last, time)
+        if flow.node_name:
+            self.nodes.add(flow.node_name)
 
 
 @dataclass
@@ -130,12 +123,13 @@ class _Row:
 class _Side:
     """A peer with its display name and its frame columns, computed once per endpoint."""
 
-    __slots__ = ("columns", "name", "nslabels", "peer", "world")
+    __slots__ = ("columns", "name", "nslabels", "outside", "peer", "world")
 
-    def __init__(self, peer: Peer, name: str, nslabels: str = "") -> None:
+    def __init__(self, peer: Peer, name: str, nslabels: str = "", *, outside: bool = False) -> None:
         self.peer, self.name, self.nslabels = peer, name, nslabels
-        # The world entity is replaced per flow by an FQDN or CIDR peer.
+        # The world entity is replaced per flow by an FQDN or CIDR peer (`outside`).
         self.world = peer == _WORLD
+        self.outside = outside
         self.columns = (str(peer.kind), peer.cluster, peer.namespace, LABEL_SEPARATOR.join(peer.labels), peer.name)
 
 
@@ -173,13 +167,13 @@ _WORLD = Peer(PeerKind.ENTITY, name=Entity.WORLD)
 
 
 class GraphBuilder:
-    """Aggregates flows into a graph frame; `frame()` returns what was built so far."""
+    """Aggregates flows into a graph; `graph()` returns what was built so far."""
 
-    def __init__(self, options: BuildOptions | None = None, tap: Callable[[Sighting], None] | None = None) -> None:
+    def __init__(self, options: BuildOptions | None = None, *, samples: bool = False) -> None:
         self.options = options or BuildOptions()
-        # Called with every piece of evidence as it is counted (verify replays them one by one).
-        self._tap = tap
         self.report = BuildReport()
+        # With `samples`, the concrete requests behind each allowed edge (for replay, see samples()).
+        self._samples: dict[_SampleKey, _SampleRow] | None = {} if samples else None
         self._frame = empty()
         self._rows: dict[tuple[object, ...], _Row] = {}
         self._sides_seen: dict[tuple[object, ...], _Side] = {}
@@ -239,10 +233,9 @@ class GraphBuilder:
         if row is None:
             row = self._rows[key] = _Row(time, source, destination)
         row.add(int(first), time, attribute.query, delivered, (source, destination))
-        if self._tap is not None:
-            self._tap(
-                Sighting(flow, use, source.peer, destination.peer, protocol, port, attribute, path, folded, delivered)
-            )
+        if self._samples is not None and use in GRANTING:
+            edge = (source.peer, destination.peer, protocol, port, attribute.kind, attribute.method, path, use)
+            self._sample(edge, flow, (source, destination), attribute.query, time)
         if len(self._rows) >= self.options.batch:
             self._flush()
         return use
@@ -251,9 +244,9 @@ class GraphBuilder:
         source = self._side(flow.source)
         destination = self._side(flow.destination)
         if source.world:
-            source = _Side(external_peer(flow.ip.source if flow.ip else ""), "")
+            source = _Side(external_peer(flow.ip.source if flow.ip else ""), "", outside=True)
         if destination.world:
-            destination = _Side(self._world_destination(flow, source.peer, time), "")
+            destination = _Side(self._world_destination(flow, source.peer, time), "", outside=True)
         return source, destination
 
     def _fold_path(
@@ -268,10 +261,53 @@ class GraphBuilder:
             self.report.folded[(f"{source} -> {destination} {protocol}/{port} {attribute.method}", path)] += 1
         return path, folded
 
-    def frame(self) -> pd.DataFrame:
-        """The graph built so far (KEY + VALUES columns)."""
+    def graph(self) -> Graph:
+        """The graph built so far."""
         self._flush()
-        return self._frame
+        return Graph(self._frame)
+
+    def samples(self) -> dict[tuple[object, ...], tuple[Sample, ...]]:
+        """The concrete requests behind each allowed edge, by Edge.key (empty unless asked for)."""
+        found: dict[tuple[object, ...], list[Sample]] = {}
+        for (edge, source_labels, destination_labels, source_address, destination_address, query), row in (
+            self._samples or {}
+        ).items():
+            found.setdefault(edge, []).append(
+                Sample(
+                    source_labels,
+                    destination_labels,
+                    source_address,
+                    destination_address,
+                    query,
+                    row.events,
+                    row.first,
+                    row.last,
+                    tuple(sorted(row.nodes)),
+                    row.example,
+                )
+            )
+        return {edge: tuple(samples) for edge, samples in found.items()}
+
+    def _sample(
+        self, edge: tuple[object, ...], flow: Flow, sides: tuple[_Side, _Side], query: bool, time: datetime
+    ) -> None:
+        """Count the flow as a sample of its edge: keyed by each workload side's full labels
+        and each outside side's address, what the stable key of the edge leaves out."""
+        assert self._samples is not None
+        source, destination = sides
+        ip = flow.ip
+        key: _SampleKey = (
+            edge,
+            flow.source.labels if source.peer.kind is PeerKind.WORKLOAD else (),
+            flow.destination.labels if destination.peer.kind is PeerKind.WORKLOAD else (),
+            (ip.source if ip else "") if source.outside else "",
+            (ip.destination if ip else "") if destination.outside else "",
+            query,
+        )
+        row = self._samples.get(key)
+        if row is None:
+            row = self._samples[key] = _SampleRow(flow, time)
+        row.add(flow, time)
 
     def _flush(self) -> None:
         if not self._rows:

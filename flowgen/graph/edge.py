@@ -59,6 +59,29 @@ class Edge:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One concrete request behind an allowed edge, as the flows showed it: what replaying it
+    needs beyond the edge. The edge names a workload by its stable labels only; a sample keeps
+    each workload side's full identity labels (`version`, `job-name`, ...), so that policies
+    selecting on those are judged as in the cluster, and each outside side's address."""
+
+    # Identity labels as Hubble wrote them; () for sides that are not workloads.
+    source_labels: tuple[str, ...]
+    destination_labels: tuple[str, ...]
+    # The IP address of a side outside the cluster; "" otherwise.
+    source_address: str
+    destination_address: str
+    # HTTP: these requests carried a query string (the edge says whether any did).
+    query: bool
+    events: int
+    first: datetime
+    last: datetime
+    nodes: tuple[str, ...]
+    # The first flow behind it (uuid, time, node), to find it in Hubble.
+    example: str
+
+
 def settle(found: Sequence[Edge]) -> tuple[list[Edge], list[Edge]]:
     """Split allowed evidence into what stands and what a policy drop contradicts: an
     allowed edge seen only on the egress side (its destination never showed it arriving)

@@ -201,3 +201,46 @@ def edges(collapsed: pd.DataFrame) -> list[Edge]:
             )
         )
     return result
+
+
+class Graph:
+    """The communication graph as the rest of flowgen sees it: typed values out, pandas inside.
+
+    Rows are per edge, hour and observing node (see KEY); `edges()` folds hours and
+    nodes into one `Edge` per edge, sorted. Graphs add up with `Graph.merge`.
+    """
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: pd.DataFrame | None = None) -> None:
+        # The rows (KEY + VALUES columns); only the graph package reads them.
+        self.frame = frame if frame is not None else empty()
+
+    @staticmethod
+    def merge(graphs: Iterable[Graph]) -> Graph:
+        """Graphs added up: rows with the same key are combined (sum, min, max)."""
+        return Graph(merge([graph.frame for graph in graphs]))
+
+    def __len__(self) -> int:
+        """The number of rows (edge, hour and node)."""
+        return len(self.frame)
+
+    def since(self, when: datetime | None) -> Graph:
+        """Rows from the hour `when` falls in onwards (all rows for None)."""
+        return Graph(since_filter(self.frame, when))
+
+    def touching(self, namespaces: Iterable[str]) -> Graph:
+        """Edges with either end in one of the namespaces (all edges when none are given)."""
+        return Graph(namespace_filter(self.frame, namespaces))
+
+    def edges(self) -> list[Edge]:
+        """One Edge per edge, hours and nodes folded, in a deterministic order."""
+        return edges(collapse(self.frame))
+
+    def edge_count(self) -> int:
+        """How many edges edges() would give."""
+        return len(collapse(self.frame))
+
+    def csv(self) -> str:
+        """One row per edge as CSV (times in RFC 3339, UTC), in the order of edges()."""
+        return to_csv(collapse(self.frame))

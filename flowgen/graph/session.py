@@ -1,166 +1,301 @@
-"""One `observe` run: flows in (files or a live relay stream), graph checkpoints out.
+"""One `observe` run: events from a source (files or a live relay stream) in, graph checkpoints out.
 
-The session owns the loop that both inputs share: each flow goes into the
-GraphBuilder; every `checkpoint_every` seconds, and once more at the end, the
-run's graph so far is written to the store (atomically, see flowgen.graph.store).
-`stop()` may be called from a signal handler: it only sets a flag (and
-cancels a live stream), and the loop ends at the next flow or tick, so a
+Every source fits one seam (flowgen.ingest.events.Source), so there is one loop:
+each flow passes the `--since` and namespace filters, is counted in the input
+summary and goes into the GraphBuilder; lost events, node status and reconnects
+are counted here and nowhere else. Every `checkpoint_every` seconds, and once
+more at the end, the run's graph so far is written to the store (atomically,
+see flowgen.graph.store). `stop()` may be called from a signal handler: it only
+sets a flag (and stops the source), and the loop ends at the next event, so a
 checkpoint is never interrupted half-way and the final one is always taken.
+
+`observe()` composes a whole run and returns its `ObserveSummary`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from flowgen.graph.builder import GraphBuilder
 from flowgen.graph.evidence import Use
 from flowgen.graph.store import Store
+from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting, Source
+from flowgen.ingest.files import FileSource
 from flowgen.ingest.flow import Flow
-from flowgen.ingest.hubble import Connected, Event, Idle, Lost, NodeStatus, Received, Reconnecting, RelayStream
-from flowgen.ingest.proto import response_line
-from flowgen.ingest.summary import FlowSummary, summarize
+from flowgen.ingest.hubble import RelayStream
+from flowgen.ingest.summary import FlowSummary, count
 
-# How many file flows pass between looks at the clock (checkpoints, stop flag is per flow).
-_CLOCK_EVERY = 4096
+# How often the loop looks at the clock (checkpoints, progress), in seconds.
+_TICK = 0.5
 
 
 @dataclass
 class Counters:
-    """Live numbers for the progress display and the final summary."""
+    """What the source said besides flows: live numbers for progress and the summary."""
 
+    # Flow events received, before any filter.
+    flows: int = 0
+    # Flows older than --since, left out.
+    before_since: int = 0
     lost: Counter[str] = field(default_factory=Counter)
     nodes_connected: set[str] = field(default_factory=set)
     nodes_unavailable: set[str] = field(default_factory=set)
     reconnects: int = 0
     checkpoints: int = 0
-    saved_flows: int = 0
 
 
 class Observation:
-    """Feeds flows into a builder and checkpoints the graph into a store (when one is given)."""
+    """Feeds a source's events into a builder and checkpoints the graph into a store (when one is given).
+
+    `progress` is called at most every half second, and once per event that is not a flow,
+    with that event (None for a plain tick)."""
 
     def __init__(
         self,
         builder: GraphBuilder,
         *,
-        store: Store | None,
-        run: str,
-        meta: Callable[[], dict[str, object]],
-        summary: FlowSummary | None = None,
+        store: Store | None = None,
+        run: str = "",
+        describe: str = "",
         namespaces: frozenset[str] = frozenset(),
+        since: datetime | None = None,
         checkpoint_every: float = 60.0,
-        save: IO[bytes] | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.builder = builder
         self.store = store
         self.run = run
+        self.describe = describe
         self.counters = Counters()
-        self.summary = summary if summary is not None else FlowSummary()
+        self.summary = FlowSummary()
         self.namespaces = namespaces
+        self.since = since
         self.started = now()
         self.stop_reason = ""
-        self._meta = meta
+        self.last_checkpoint: Path | None = None
         self._every = checkpoint_every
-        self._save = save
         self._clock = clock
         self._now = now
         self._due = clock() + checkpoint_every
-        self._stream: RelayStream | None = None
-        self.last_checkpoint: Path | None = None
-
-    @property
-    def stopping(self) -> bool:
-        return bool(self.stop_reason)
-
-    def stop(self, reason: str) -> None:
-        """Ask the loop to end (safe from a signal handler)."""
-        self.stop_reason = self.stop_reason or reason
-        if self._stream is not None:
-            self._stream.stop()
-
-    def read(self, flows: Iterable[Flow]) -> None:
-        """Take flows from files until they end or stop() is called."""
-        add = self.builder.add
-        for count, flow in enumerate(summarize(flows, self.summary, self.namespaces), start=1):
-            add(flow)
-            if self.stop_reason:
-                break
-            if count % _CLOCK_EVERY == 0:
-                self._maybe_checkpoint()
-
-    def follow(self, stream: RelayStream, on_event: Callable[[Event], None] = lambda _event: None) -> None:
-        """Take events from a live stream until it ends (deadline, until, stop())."""
-        self._stream = stream
-        counters = self.counters
-        try:
-            for event in stream.events():
-                if isinstance(event, Received):
-                    for flow in summarize((event.flow,), self.summary, self.namespaces):
-                        self.builder.add(flow)
-                    if self._save is not None:
-                        self._save.write(response_line(event.response))
-                        counters.saved_flows += 1
-                elif isinstance(event, Lost):
-                    counters.lost[event.source] += event.count
-                elif isinstance(event, NodeStatus):
-                    _node_status(counters, event)
-                elif isinstance(event, Connected):
-                    # Count reconnections that worked, not attempts.
-                    counters.reconnects += event.resumed_from is not None
-                elif not isinstance(event, Reconnecting | Idle):
-                    raise TypeError(f"unexpected stream event {event!r}")
-                on_event(event)
-                self._maybe_checkpoint()
-        finally:
-            self._stream = None
-
-    def _maybe_checkpoint(self) -> None:
-        if self.store is not None and self._clock() >= self._due:
-            self.checkpoint()
-
-    def checkpoint(self) -> Path | None:
-        """Write the run's graph so far (no-op without a store)."""
-        self._due = self._clock() + self._every
-        if self._save is not None:
-            self._save.flush()
-        if self.store is None:
-            return None
-        meta = {
-            "started": self.started.isoformat(),
-            "updated": self._now().isoformat(),
-            "flows": self.builder.report.flows,
-            "evidence": _plain(self.builder.report.evidence),
-            "skipped": _plain(self.builder.report.skipped),
-            "lost_events": _plain(self.counters.lost),
-            **self._meta(),
-        }
-        self.last_checkpoint = self.store.write_run(self.run, self.builder.frame(), meta)
-        self.counters.checkpoints += 1
-        return self.last_checkpoint
+        self._source: Source | None = None
+        self._meta: Callable[[], dict[str, object]] = dict
 
     @property
     def denied(self) -> int:
         return self.builder.report.evidence[Use.DENIED]
 
+    def stop(self, reason: str) -> None:
+        """Ask the loop to end (safe from a signal handler)."""
+        self.stop_reason = self.stop_reason or reason
+        if self._source is not None:
+            self._source.stop()
 
-def _plain(counter: Counter[str]) -> dict[str, int]:
-    """A counter with plain string keys (enum keys would not serialize)."""
+    def read(self, source: Source, progress: Callable[[Event | None], None] | None = None) -> None:
+        """Take events from `source` until it ends or stop() is called."""
+        self._source = source
+        add, counters, summary = self.builder.add, self.counters, self.summary
+        namespaces, since = self.namespaces, self.since
+        clock, tick = self._clock, self._clock() + _TICK
+        try:
+            for event in source.events():
+                if isinstance(event, Flow):
+                    counters.flows += 1
+                    if since is not None and event.time is not None and event.time < since:
+                        counters.before_since += 1
+                    elif count(event, summary, namespaces):
+                        add(event)
+                else:
+                    self._notice(event)
+                    if progress is not None:
+                        progress(event)
+                if self.stop_reason:
+                    break
+                if clock() >= tick:
+                    tick = clock() + _TICK
+                    self._maybe_checkpoint()
+                    if progress is not None:
+                        progress(None)
+        finally:
+            self._source = None
+
+    def _notice(self, event: Event) -> None:
+        counters = self.counters
+        if isinstance(event, Lost):
+            counters.lost[event.source] += event.count
+        elif isinstance(event, NodeStatus):
+            for node in event.nodes:
+                if event.state == "NODE_CONNECTED":
+                    counters.nodes_connected.add(node)
+                    counters.nodes_unavailable.discard(node)
+                else:
+                    counters.nodes_unavailable.add(node)
+                    counters.nodes_connected.discard(node)
+        elif isinstance(event, Connected):
+            # Count reconnections that worked, not attempts.
+            counters.reconnects += event.resumed_from is not None
+        elif not isinstance(event, Reconnecting | Idle):
+            raise TypeError(f"unexpected source event {event!r}")
+
+    def _maybe_checkpoint(self) -> None:
+        if self.store is not None and self._clock() >= self._due:
+            self.checkpoint()
+
+    def checkpoint(self, extra: dict[str, object] | None = None) -> Path | None:
+        """Write the run's graph so far (no-op without a store)."""
+        self._due = self._clock() + self._every
+        if self.store is None:
+            return None
+        report = self.builder.report
+        meta = {
+            "started": self.started.isoformat(),
+            "updated": self._now().isoformat(),
+            "flows": report.flows,
+            "evidence": _plain(report.evidence),
+            "skipped": _plain(report.skipped),
+            "lost_events": _plain(self.counters.lost),
+            "source": self.describe,
+            "namespaces": sorted(self.namespaces),
+            **self._meta(),
+            **(extra or {}),
+        }
+        self.last_checkpoint = self.store.write_run(self.run, self.builder.graph(), meta)
+        self.counters.checkpoints += 1
+        return self.last_checkpoint
+
+    def with_meta(self, meta: Callable[[], dict[str, object]]) -> None:
+        """More metadata for every checkpoint (what the source read so far)."""
+        self._meta = meta
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveSummary:
+    """What one observe run read and built: what `flowgen observe` prints (text or one JSON line)."""
+
+    # The files read; empty for a live stream.
+    inputs: tuple[str, ...]
+    # Records read from the files (lines that were not blank).
+    lines: int
+    flows: int
+    # Flows that passed --since and -n, and those -n left out.
+    kept: int
+    filtered_out: int
+    # Non-flow records counted and skipped, by kind.
+    skipped: dict[str, int]
+    malformed: int
+    # "file line N: reason" for the first malformed records.
+    malformed_examples: tuple[str, ...]
+    lost_events: dict[str, int]
+    unknown_fields: tuple[str, ...]
+    first: datetime | None
+    last: datetime | None
+    namespaces: dict[str, int]
+    verdicts: dict[str, int]
+    drop_reasons: dict[str, int]
+    nodes: tuple[str, ...]
+    nodes_unavailable: tuple[str, ...]
+    reconnects: int
+    evidence: dict[str, int]
+    not_evidence: dict[str, int]
+    # Evidence events describing a connection (or request) already counted.
+    repeated: int
+    folded_paths: int
+    edges: int
+    store: str | None
+    checkpoint: str | None
+    stopped_by: str | None
+    saved_flows: int
+
+    def to_json(self) -> dict[str, object]:
+        """The summary as JSON values (times in RFC 3339), keys in a fixed order."""
+        return {
+            "inputs": list(self.inputs),
+            "lines": self.lines,
+            "flows": self.flows,
+            "kept": self.kept,
+            "filtered_out": self.filtered_out,
+            "skipped": self.skipped,
+            "malformed": self.malformed,
+            "malformed_examples": list(self.malformed_examples),
+            "lost_events": self.lost_events,
+            "unknown_fields": list(self.unknown_fields),
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+            "namespaces": self.namespaces,
+            "verdicts": self.verdicts,
+            "drop_reasons": self.drop_reasons,
+            "nodes": list(self.nodes),
+            "nodes_unavailable": list(self.nodes_unavailable),
+            "reconnects": self.reconnects,
+            "evidence": self.evidence,
+            "not_evidence": self.not_evidence,
+            "repeated": self.repeated,
+            "folded_paths": self.folded_paths,
+            "edges": self.edges,
+            "store": self.store,
+            "checkpoint": self.checkpoint,
+            "stopped_by": self.stopped_by,
+            "saved_flows": self.saved_flows,
+        }
+
+
+def observe(
+    source: Source, session: Observation, progress: Callable[[Event | None], None] | None = None
+) -> ObserveSummary:
+    """A whole observe run: read the source into the session, take the last checkpoint, summarize."""
+    files = source if isinstance(source, FileSource) else None
+    if files is not None:
+        read = files.report
+        session.with_meta(
+            lambda: {
+                "read": {"lines": read.lines, "malformed": read.malformed, "skipped": _plain(read.skipped)},
+            }
+        )
+    session.read(source, progress)
+    session.checkpoint()
+    return summarize(session, source)
+
+
+def summarize(session: Observation, source: Source) -> ObserveSummary:
+    """The summary of what `session` took from `source` so far."""
+    summary, counters, built = session.summary, session.counters, session.builder.report
+    read = source.report if isinstance(source, FileSource) else None
+    return ObserveSummary(
+        inputs=source.paths if isinstance(source, FileSource) else (),
+        lines=read.lines if read else 0,
+        flows=counters.flows,
+        kept=summary.kept,
+        filtered_out=summary.filtered_out,
+        skipped=_plain(read.skipped) if read else {},
+        malformed=read.malformed if read else 0,
+        malformed_examples=tuple(str(p) for p in read.problems) if read else (),
+        lost_events=_plain(counters.lost),
+        unknown_fields=tuple(read.unknown_fields) if read else (),
+        first=summary.first,
+        last=summary.last,
+        namespaces=_plain(summary.namespaces),
+        verdicts=_plain(summary.verdicts),
+        drop_reasons=_plain(summary.drop_reasons),
+        nodes=tuple(sorted(summary.nodes | counters.nodes_connected)),
+        nodes_unavailable=tuple(sorted(counters.nodes_unavailable)),
+        reconnects=counters.reconnects,
+        evidence=_plain(built.evidence),
+        not_evidence=_plain(built.skipped),
+        repeated=built.repeated,
+        folded_paths=sum(built.folded.values()),
+        edges=session.builder.graph().edge_count(),
+        store=str(session.store.root) if session.store is not None else None,
+        checkpoint=str(session.last_checkpoint) if session.last_checkpoint else None,
+        stopped_by=session.stop_reason or None,
+        saved_flows=source.stats.saved if isinstance(source, RelayStream) else 0,
+    )
+
+
+def _plain(counter: Counter[str] | dict[str, int]) -> dict[str, int]:
+    """Counts with plain string keys (enum keys would not serialize), sorted."""
     return {str(key): count for key, count in sorted(counter.items())}
-
-
-def _node_status(counters: Counters, event: NodeStatus) -> None:
-    for node in event.nodes:
-        if event.state == "NODE_CONNECTED":
-            counters.nodes_connected.add(node)
-            counters.nodes_unavailable.discard(node)
-        else:
-            counters.nodes_unavailable.add(node)
-            counters.nodes_connected.discard(node)

@@ -34,12 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowgen.errors import StoreError
-from flowgen.graph.frame import COLUMNS, merge, since_filter
+from flowgen.graph.frame import COLUMNS, Graph
 
 SCHEMA_VERSION = 1
 RUNS = "observations"
@@ -69,7 +68,7 @@ class RunInfo:
 
 @dataclass
 class Loaded:
-    frame: pd.DataFrame
+    graph: Graph
     runs: list[RunInfo]
     # Files that could not be read: (path, reason). They are skipped, not deleted.
     problems: list[tuple[Path, str]]
@@ -82,8 +81,8 @@ class Store:
         self.root = root
         self.runs_dir = root / RUNS
 
-    def write_run(self, run: str, frame: pd.DataFrame, meta: dict[str, object]) -> Path:
-        """Atomically replace `run`'s file with `frame` (a checkpoint)."""
+    def write_run(self, run: str, graph: Graph, meta: dict[str, object]) -> Path:
+        """Atomically replace `run`'s file with `graph` (a checkpoint)."""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as problem:
@@ -94,7 +93,7 @@ class Store:
         self._clean_stale()
         final = self.runs_dir / f"{run}.parquet"
         temporary = self.runs_dir / f".{run}.{os.getpid()}{_TMP_SUFFIX}"
-        table = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False)
+        table = pa.Table.from_pandas(graph.frame[list(COLUMNS)], preserve_index=False)
         document = {"schema": SCHEMA_VERSION, "run": run, **meta}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: orjson.dumps(document)})
         try:
@@ -120,7 +119,7 @@ class Store:
 
     def load(self, since: datetime | None = None) -> Loaded:
         """Every run's graph merged into one (rows from `since`'s hour on)."""
-        frames, runs, problems = [], [], []
+        graphs, runs, problems = [], [], []
         for path in self.files():
             try:
                 table = pq.read_table(path)
@@ -137,10 +136,9 @@ class Store:
             frame = table.to_pandas()
             for column in missing:
                 frame[column] = _ADDED_LATER[column]
-            frame = since_filter(frame, since)
-            frames.append(frame)
+            graphs.append(Graph(frame).since(since))
             runs.append(RunInfo(str(meta.get("run", path.stem)), path, table.num_rows, meta))
-        return Loaded(merge(frames), runs, problems)
+        return Loaded(Graph.merge(graphs), runs, problems)
 
     def _clean_stale(self) -> None:
         cutoff = time.time() - _STALE_SECONDS

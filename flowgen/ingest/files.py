@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import IO
 
 from flowgen.errors import InputError
+from flowgen.ingest.events import Lost
 from flowgen.ingest.flow import Flow
-from flowgen.ingest.jsonlines import JsonLineReader
+from flowgen.ingest.jsonlines import JsonLineReader, ReadReport
 
 STDIN = "-"
 
@@ -50,13 +51,39 @@ def _open(name: str, stack: ExitStack) -> IO[bytes]:
     return stream
 
 
-def read_files(paths: Sequence[str], reader: JsonLineReader) -> Iterator[Flow]:
-    """Yield the flows of each file in turn ("-" is stdin; gzip is detected by content)."""
-    check_inputs(paths)
-    for name in paths:
-        with ExitStack() as stack:
-            stream = _open(name, stack)
-            try:
-                yield from reader.read(stream, "stdin" if name == STDIN else name)
-            except (OSError, EOFError, gzip.BadGzipFile) as err:
-                raise InputError(f"reading {name}: {err}. The file may be cut short or not gzip") from err
+class FileSource:
+    """Hubble JSON files as a flow source (flowgen.ingest.events.Source): the flows and
+    lost-event notices of each file in turn. "-" is stdin; gzip is detected by content.
+    Inputs are checked when the source is made, before anything is read; what the reader
+    met besides flows (skipped records, malformed lines) is in `report`."""
+
+    def __init__(self, paths: Sequence[str], reader: JsonLineReader | None = None) -> None:
+        check_inputs(paths)
+        self.paths = tuple(paths)
+        self.reader = reader if reader is not None else JsonLineReader()
+        self._stopping = False
+
+    @property
+    def report(self) -> ReadReport:
+        return self.reader.report
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def events(self) -> Iterator[Flow | Lost]:
+        for name in self.paths:
+            if self._stopping:
+                return
+            with ExitStack() as stack:
+                stream = _open(name, stack)
+                try:
+                    yield from self.reader.read(stream, "stdin" if name == STDIN else name)
+                except (OSError, EOFError, gzip.BadGzipFile) as err:
+                    raise InputError(f"reading {name}: {err}. The file may be cut short or not gzip") from err
+
+
+def read_files(paths: Sequence[str], reader: JsonLineReader | None = None) -> Iterator[Flow]:
+    """Just the flows of the files, in order (for readers that need nothing else)."""
+    for event in FileSource(paths, reader).events():
+        if isinstance(event, Flow):
+            yield event

@@ -1,9 +1,11 @@
 """The live flow stream from Hubble Relay (observer.Observer/GetFlows over gRPC).
 
-`RelayStream.events()` yields flows as the same `flowgen.ingest.flow.Flow` values the
-file readers give (one conversion, `flowgen.ingest.proto.flow_from_proto`), plus the
-other things a live stream says: node status changes, lost events, connects,
-reconnects, and an `Idle` tick while nothing arrives.
+`RelayStream` is a `flowgen.ingest.events.Source`: `events()` yields flows as the
+same `flowgen.ingest.flow.Flow` values the file readers give (one conversion,
+`flowgen.ingest.proto.flow_from_proto`), plus the other things a live stream says:
+node status changes, lost events, connects, reconnects, and an `Idle` tick while
+nothing arrives. With `save`, each flow's response is also written as a jsonpb line
+(`--save-flows`) before the flow is yielded.
 
 Why a thread and a queue: a gRPC response iterator blocks in `next()` with no
 timeout. A small pump thread iterates the call and puts each response on a
@@ -35,54 +37,23 @@ import queue
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Generator, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
+from typing import IO
 
 import grpc
 
-from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2
 from flowgen._pb.relay import relay_pb2
 from flowgen.errors import RelayError
 from flowgen.ingest.dialing import Connection, DialError, connect_error, dial, refused, server_version, shorten
-from flowgen.ingest.flow import Flow
-from flowgen.ingest.proto import flow_from_proto, lost_source_name, time_from_ns
+from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting
+from flowgen.ingest.proto import flow_from_proto, lost_source_name, response_line, time_from_ns
+from flowgen.ingest.query import Query, flows_request
 
 _GET_FLOWS = "/observer.Observer/GetFlows"
-
-# The Flow fields flowgen reads (flowgen.ingest.proto.flow_from_proto), plus the policies
-# that allowed or denied a flow. Sent as GetFlowsRequest.field_mask (Cilium 1.16+;
-# older servers ignore it and send whole flows).
-FIELD_MASK: tuple[str, ...] = (
-    "time",
-    "uuid",
-    "verdict",
-    "drop_reason",
-    "drop_reason_desc",
-    "IP",
-    "l4",
-    "source",
-    "destination",
-    "Type",
-    "node_name",
-    "source_names",
-    "destination_names",
-    "l7",
-    "event_type",
-    "source_service",
-    "destination_service",
-    "traffic_direction",
-    "policy_match_type",
-    "trace_observation_point",
-    "is_reply",
-    "ingress_allowed_by",
-    "egress_allowed_by",
-    "ingress_denied_by",
-    "egress_denied_by",
-)
 
 # How often the pump, blocked by back-pressure, looks whether the consumer has gone, in seconds.
 _SLICE = 0.1
@@ -107,134 +78,6 @@ _RETRYABLE = frozenset(
     }
 )
 _NODE_STATE = {v.number: v.name for v in relay_pb2.NodeState.DESCRIPTOR.values}
-_NODE_DOWN = frozenset({"NODE_UNAVAILABLE", "NODE_GONE", "NODE_ERROR"})
-
-
-# ---------------------------------------------------------------------------
-# What to ask for
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """Which flows to ask for."""
-
-    # Server-side filter: flows from or to a pod in any of these namespaces; empty means all.
-    namespaces: tuple[str, ...] = ()
-    # Flows at or after this time (UTC is assumed for a naive datetime); None means from now
-    # with follow, or all that the relay still holds without.
-    since: datetime | None = None
-    # Stop at this time. Sent to the server only without follow (Hubble ends the stream at the
-    # first flow after it); with follow the stream is ended when the clock reaches it.
-    until: datetime | None = None
-    # Keep streaming new flows after those already in the relay's buffers.
-    follow: bool = True
-    # Flow fields to ask for (GetFlowsRequest.field_mask); empty means whole flows.
-    fields: tuple[str, ...] = FIELD_MASK
-
-    def __post_init__(self) -> None:
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                object.__setattr__(self, name, value.replace(tzinfo=UTC))
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise RelayError(f"--since ({self.since.isoformat()}) must be before --until ({self.until.isoformat()})")
-        for namespace in self.namespaces:
-            if "/" in namespace or not namespace.strip():
-                raise RelayError(
-                    f"invalid namespace {namespace!r}: give a Kubernetes namespace name such as kube-system"
-                )
-        for path in self.fields:
-            if not _is_flow_field(path):
-                raise RelayError(
-                    f"{path!r} is not a Flow field (field mask paths are proto field names such as source.labels)"
-                )
-
-
-def _is_flow_field(path: str) -> bool:
-    fields = flow_pb2.Flow.DESCRIPTOR.fields_by_name
-    *parents, last = path.split(".")
-    for part in parents:
-        parent = fields.get(part)
-        if parent is None or parent.message_type is None:
-            return False
-        fields = parent.message_type.fields_by_name
-    return last in fields
-
-
-def flows_request(query: Query, *, since: datetime | None = None) -> observer_pb2.GetFlowsRequest:
-    """The GetFlowsRequest for `query`; `since` overrides query.since (to resume a stream)."""
-    request = observer_pb2.GetFlowsRequest(follow=query.follow)
-    if query.namespaces:
-        # As `hubble observe -n a -n b` sends it (ref §5.1): one filter on the source pod and one on the
-        # destination pod, each listing every namespace as an "ns/" prefix; the whitelist keeps a flow
-        # that matches either.
-        prefixes = [f"{namespace}/" for namespace in query.namespaces]
-        request.whitelist.extend(
-            [flow_pb2.FlowFilter(source_pod=prefixes), flow_pb2.FlowFilter(destination_pod=prefixes)]
-        )
-    start = since or query.since
-    if start is not None:
-        request.since.FromDatetime(start)
-    if query.until is not None and not query.follow:
-        request.until.FromDatetime(query.until)
-    if query.fields:
-        request.field_mask.paths.extend(query.fields)
-    return request
-
-
-# ---------------------------------------------------------------------------
-# What the stream yields
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A flow, with the response it came in (for saving raw lines)."""
-
-    flow: Flow
-    response: observer_pb2.GetFlowsResponse
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """The relay reports nodes connecting or failing; `state` is a relay.NodeState name."""
-
-    state: str
-    nodes: tuple[str, ...]
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """Hubble lost `count` events (`source` is a LostEventSource name, ref §5.5)."""
-
-    source: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """Connected to `server`; `resumed_from` is the `since` asked for when this is a reconnect."""
-
-    server: str
-    version: str
-    resumed_from: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
-    """The stream broke (`error`); dialing again after `delay` seconds (attempt counts from 1)."""
-
-    error: str
-    attempt: int
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class Idle:
-    """Nothing arrived for a tick: a chance to refresh a display or save progress."""
-
-
-Event: TypeAlias = Received | NodeStatus | Lost | Connected | Reconnecting | Idle
 
 
 @dataclass(slots=True)
@@ -247,10 +90,8 @@ class StreamStats:
     duplicates: int = 0
     # Successful reconnections after the stream broke.
     reconnects: int = 0
-    # Events Hubble lost, by LostEventSource name.
-    lost: Counter[str] = field(default_factory=Counter)
-    nodes_connected: set[str] = field(default_factory=set)
-    nodes_unavailable: set[str] = field(default_factory=set)
+    # Flows written to `save` (--save-flows).
+    saved: int = 0
     # Responses of a kind this flowgen does not know (from a newer Hubble), counted and skipped.
     unknown: int = 0
 
@@ -335,7 +176,8 @@ class RelayStream:
     `deadline` is a time.monotonic() value at which to stop (for --duration). `tick` is how
     often Idle is yielded while nothing arrives. Reconnects wait backoff_initial seconds,
     doubling up to backoff_max (plus up to a quarter of jitter). A resumed stream asks for
-    flows from `resume_overlap` seconds before the newest flow seen.
+    flows from `resume_overlap` seconds before the newest flow seen. `save` receives each
+    flow's response as a jsonpb line, readable by hubble and flowgen.
     """
 
     def __init__(
@@ -348,6 +190,7 @@ class RelayStream:
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
         resume_overlap: float = 1.0,
+        save: IO[bytes] | None = None,
     ) -> None:
         self.connection = connection
         self.query = query
@@ -366,6 +209,7 @@ class RelayStream:
         self._server_time: datetime | None = None
         self._channel: grpc.Channel | None = None
         self._random = random.Random()
+        self._save = save
 
     def stop(self) -> None:
         """Make events() end soon. Safe from any thread and from a signal handler."""
@@ -426,6 +270,8 @@ class RelayStream:
                     break
         finally:
             self._close_channel()
+            if self._save is not None:
+                self._save.flush()
 
     def _end_time(self) -> float | None:
         ends = [self.deadline] if self.deadline is not None else []
@@ -513,6 +359,8 @@ class RelayStream:
                     item = get(timeout=wait)
                 except queue.Empty:
                     if wait >= self.tick:
+                        if self._save is not None:
+                            self._save.flush()
                         yield Idle()
                     continue
                 if isinstance(item, observer_pb2.GetFlowsResponse):
@@ -576,7 +424,10 @@ class RelayStream:
                 stats.duplicates += 1
                 return None
             stats.received += 1
-            return Received(flow, response)
+            if self._save is not None:
+                self._save.write(response_line(response))
+                stats.saved += 1
+            return flow
         if response.HasField("time"):
             at = time_from_ns(response.time.ToNanoseconds())
             if self._server_time is None or at > self._server_time:
@@ -584,18 +435,9 @@ class RelayStream:
         if kind == "node_status":
             status = response.node_status
             state = _NODE_STATE.get(status.state_change, "UNKNOWN_NODE_STATE")
-            nodes = tuple(status.node_names)
-            if state == "NODE_CONNECTED":
-                stats.nodes_connected.update(nodes)
-                stats.nodes_unavailable.difference_update(nodes)
-            elif state in _NODE_DOWN:
-                stats.nodes_connected.difference_update(nodes)
-                stats.nodes_unavailable.update(nodes)
-            return NodeStatus(state, nodes, status.message)
+            return NodeStatus(state, tuple(status.node_names), status.message)
         if kind == "lost_events":
             lost = response.lost_events
-            source = lost_source_name(lost.source)
-            stats.lost[source] += lost.num_events_lost
-            return Lost(source, lost.num_events_lost)
+            return Lost(lost_source_name(lost.source), lost.num_events_lost)
         stats.unknown += 1
         return None

@@ -37,6 +37,7 @@ from google.protobuf.message import Message
 from flowgen._pb.flow import flow_pb2
 from flowgen._pb.observer import observer_pb2
 from flowgen.errors import MalformedInputError
+from flowgen.ingest.events import Lost
 from flowgen.ingest.flow import DropReason, EventType, Flow, Verdict
 from flowgen.ingest.proto import drop_reason_of, flow_from_proto, lost_source_name, time_from_ns
 
@@ -64,11 +65,9 @@ class ReadReport:
 
     lines: int = 0
     flows: int = 0
-    # Non-flow records that were counted and skipped, by kind
-    # (agent_event, debug_event, node_status, empty).
+    # Non-flow records that were counted and skipped, by kind (agent_event, debug_event,
+    # node_status, empty; lost_events lines are also yielded as Lost events).
     skipped: Counter[str] = field(default_factory=Counter)
-    # Events Hubble itself lost (ring buffer or queue overflow), by LostEventSource.
-    lost_events: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
     problems: list[Problem] = field(default_factory=list)
     # Fields (and enum values) from a newer Hubble that were ignored; warned once.
@@ -182,7 +181,7 @@ def _flow_from_wire(flow: _HubbleFlow, time: datetime | None, node_name: str) ->
 
 
 class JsonLineReader:
-    """Turns Hubble JSON lines into flows, recording everything else in a ReadReport.
+    """Turns Hubble JSON lines into flows and Lost events, recording everything else in a ReadReport.
 
     One reader per run: the unknown-field warning is given once per reader.
     `warn` receives that warning and each malformed-line message as they happen.
@@ -204,8 +203,8 @@ class JsonLineReader:
         self._wrapped = msgspec.json.Decoder(_Line, strict=False)
         self._bare = msgspec.json.Decoder(_HubbleFlow, strict=False)
 
-    def read(self, lines: Iterable[bytes], origin: str) -> Iterator[Flow]:
-        """Yield the flows in `lines` (the content of `origin`, a file name or "stdin")."""
+    def read(self, lines: Iterable[bytes], origin: str) -> Iterator[Flow | Lost]:
+        """Yield the flows and lost-event notices in `lines` (the content of `origin`, a file name or "stdin")."""
         report = self.report
         decode: Callable[[bytes], _Line | _HubbleFlow] = self._wrapped.decode
         other: Callable[[bytes], _Line | _HubbleFlow] = self._bare.decode
@@ -236,7 +235,9 @@ class JsonLineReader:
                     if type(line) is _Line:
                         wire = line.flow
                         if wire is None:
-                            self._other(line)
+                            lost = self._other(line)
+                            if lost is not None:
+                                yield lost
                             continue
                         if (
                             wire.time is None
@@ -251,19 +252,19 @@ class JsonLineReader:
                     else:
                         flow = _flow_from_wire(typing.cast(_HubbleFlow, line), None, "")
                 if flow is not None:
-                    flows += 1
+                    flows += type(flow) is not Lost
                     yield flow
         finally:
             report.lines += counted
             report.flows += flows
 
-    def _other(self, line: _Line) -> None:
+    def _other(self, line: _Line) -> Lost | None:
         report = self.report
         if line.lost_events is not None:
             report.skipped["lost_events"] += 1
             lost = line.lost_events
-            report.lost_events[lost.source or "UNKNOWN_LOST_EVENT_SOURCE"] += lost.num_events_lost
-        elif line.node_status:
+            return Lost(lost.source or "UNKNOWN_LOST_EVENT_SOURCE", lost.num_events_lost)
+        if line.node_status:
             report.skipped["node_status"] += 1
         elif line.agent_event:
             report.skipped["agent_event"] += 1
@@ -271,8 +272,9 @@ class JsonLineReader:
             report.skipped["debug_event"] += 1
         else:
             report.skipped["empty"] += 1
+        return None
 
-    def _tolerant_or_problem(self, raw: bytes, origin: str, number: int) -> Flow | None:
+    def _tolerant_or_problem(self, raw: bytes, origin: str, number: int) -> Flow | Lost | None:
         try:
             return self._tolerant(raw)
         except _MalformedError as bad:
@@ -285,7 +287,7 @@ class JsonLineReader:
         self.report.add_problem(problem)
         self._warn(f"skipping malformed record: {problem}")
 
-    def _tolerant(self, raw: bytes) -> Flow | None:
+    def _tolerant(self, raw: bytes) -> Flow | Lost | None:
         """Read a line the fast path refused, with protobuf's own JSON parser.
 
         Handles every legal protobuf JSON spelling, the legacy bare objects,
@@ -304,17 +306,11 @@ class JsonLineReader:
                 time = time_from_ns(event.time.ToNanoseconds()) if event.HasField("time") else None
                 return flow_from_proto(event.flow, time=time, node_name=event.node_name)
             self.report.skipped[kind or "empty"] += 1
-            if kind == "lost_events":
-                self._count_lost(event.lost_events)
-            return None
+            return _lost(event.lost_events) if kind == "lost_events" else None
         if obj.keys() <= _LOST_KEYS and isinstance(obj.get("source"), str | int):
             self.report.skipped["lost_events"] += 1
-            self._count_lost(self._parse(obj, flow_pb2.LostEvent()))
-            return None
+            return _lost(self._parse(obj, flow_pb2.LostEvent()))
         return flow_from_proto(self._parse(obj, flow_pb2.Flow()))
-
-    def _count_lost(self, lost: flow_pb2.LostEvent) -> None:
-        self.report.lost_events[lost_source_name(lost.source)] += lost.num_events_lost
 
     def _parse(self, obj: dict[str, object], message: _M) -> _M:
         try:
@@ -339,6 +335,10 @@ class JsonLineReader:
                 f"ignoring {name}, which this flowgen does not know (a newer Hubble?); "
                 "further unknown fields are listed in the summary"
             )
+
+
+def _lost(lost: flow_pb2.LostEvent) -> Lost:
+    return Lost(lost_source_name(lost.source), lost.num_events_lost)
 
 
 class _MalformedError(Exception):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flowgen.ingest.flow import Flow
+from flowgen.ingest.flow import DropReason, Flow
 
 
 @dataclass(slots=True)
@@ -32,27 +31,24 @@ def touches(flow: Flow, namespaces: frozenset[str]) -> bool:
     return flow.source.namespace in namespaces or flow.destination.namespace in namespaces
 
 
-def summarize(flows: Iterable[Flow], summary: FlowSummary, namespaces: frozenset[str] = frozenset()) -> Iterator[Flow]:
-    """Count the flows into `summary` as they pass, yielding the kept ones.
-
-    With `namespaces`, only flows with an endpoint in one of them are kept.
-    """
-    for flow in flows:
-        if namespaces and not touches(flow, namespaces):
-            summary.filtered_out += 1
-            continue
-        summary.kept += 1
-        when = flow.time
-        if when is not None:
-            if summary.first is None or when < summary.first:
-                summary.first = when
-            if summary.last is None or when > summary.last:
-                summary.last = when
-        for namespace in {flow.source.namespace, flow.destination.namespace} - {""}:
-            summary.namespaces[namespace] += 1
-        summary.verdicts[flow.verdict.value] += 1
-        if flow.drop_reason.value != "DROP_REASON_UNKNOWN":
-            summary.drop_reasons[flow.drop_reason.value] += 1
-        if flow.node_name:
-            summary.nodes.add(flow.node_name)
-        yield flow
+def count(flow: Flow, summary: FlowSummary, namespaces: frozenset[str] = frozenset()) -> bool:
+    """Count the flow into `summary`; whether it is kept. With `namespaces`, only flows
+    with an endpoint in one of them are kept (the others are counted as filtered out)."""
+    if namespaces and not touches(flow, namespaces):
+        summary.filtered_out += 1
+        return False
+    summary.kept += 1
+    when = flow.time
+    if when is not None:
+        if summary.first is None or when < summary.first:
+            summary.first = when
+        if summary.last is None or when > summary.last:
+            summary.last = when
+    for namespace in {flow.source.namespace, flow.destination.namespace} - {""}:
+        summary.namespaces[namespace] += 1
+    summary.verdicts[flow.verdict.value] += 1
+    if flow.drop_reason is not DropReason.DROP_REASON_UNKNOWN:
+        summary.drop_reasons[flow.drop_reason.value] += 1
+    if flow.node_name:
+        summary.nodes.add(flow.node_name)
+    return True

@@ -1,7 +1,8 @@
-"""Pictures of the graph: Mermaid (renders on GitHub) and Graphviz DOT.
+"""The graph for people and other tools: table rows, JSON records, and pictures in
+Mermaid (renders on GitHub and GitLab) and Graphviz DOT.
 
-One arrow per (source, destination) pair and verdict, labelled with its
-protocols and ports; denied traffic is drawn dashed. Output is deterministic:
+Pictures draw one arrow per (source, destination) pair and verdict, labelled with
+its protocols and ports; denied traffic is drawn dashed. Output is deterministic:
 nodes and arrows are sorted, node ids are assigned in that order.
 """
 
@@ -101,3 +102,64 @@ def dot(edges: Sequence[Edge]) -> str:
         lines.append(f"  {ids[source]} -> {ids[destination]} [label={_quote_dot(label)}{style}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+TABLE_COLUMNS = ("source", "destination", "port", "l7", "use", "flows", "last seen", "nodes")
+
+
+def table_rows(edges: Sequence[Edge]) -> list[tuple[str, ...]]:
+    """One row per edge, in TABLE_COLUMNS order."""
+    cluster = several_clusters(edges)
+    rows: list[tuple[str, ...]] = []
+    for e in edges:
+        l7 = " ".join(part for part in (e.l7.kind, e.l7.method, e.l7.path) if part)
+        rows.append(
+            (
+                peer_label(e.source, e.source_workload, cluster=cluster),
+                peer_label(e.destination, e.destination_workload, cluster=cluster),
+                f"{e.protocol}/{e.port}",
+                l7 + (" (folded)" if e.folded else "") + (" ?query" if e.l7.query else ""),
+                str(e.use) + (f" {e.drop_reason}" if e.drop_reason else ""),
+                str(e.flows),
+                f"{e.last:%Y-%m-%d %H:%M}",
+                str(len(e.nodes)),
+            )
+        )
+    return rows
+
+
+def records(edges: Sequence[Edge]) -> list[dict[str, object]]:
+    """One JSON record per edge: readable labels, the peers as typed fields, the evidence."""
+    cluster = several_clusters(edges)
+    return [
+        {
+            "source": peer_label(e.source, e.source_workload, cluster=cluster),
+            "source_peer": _peer_record(e.source),
+            "destination": peer_label(e.destination, e.destination_workload, cluster=cluster),
+            "destination_peer": _peer_record(e.destination),
+            "protocol": e.protocol,
+            "port": e.port,
+            "l7": {"kind": str(e.l7.kind), "method": e.l7.method, "path": e.l7.path, "query": e.l7.query}
+            if e.l7.kind
+            else None,
+            "folded": e.folded,
+            "use": str(e.use),
+            "drop_reason": e.drop_reason or None,
+            "flows": e.flows,
+            "events": e.events,
+            "first": e.first.isoformat(),
+            "last": e.last.isoformat(),
+            "nodes": list(e.nodes),
+        }
+        for e in edges
+    ]
+
+
+def _peer_record(peer: Peer) -> dict[str, object]:
+    return {
+        "kind": str(peer.kind),
+        "cluster": peer.cluster or None,
+        "namespace": peer.namespace or None,
+        "labels": list(peer.labels),
+        "name": peer.name or None,
+    }
