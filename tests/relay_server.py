@@ -258,6 +258,9 @@ class _Observer(observer_pb2_grpc.ObserverServicer):
                     return
                 if passes(request, event):
                     yield masked(request, event) if relay.apply_field_mask else event
+                    with relay._cond:
+                        relay.sent += 1
+                        relay._cond.notify_all()
 
     def ServerStatus(  # noqa: N802 - gRPC method name
         self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext
@@ -300,6 +303,8 @@ class FakeRelay:
         self.max_workers = max_workers
         self.apply_field_mask = apply_field_mask
         self.requests: list[observer_pb2.GetFlowsRequest] = []
+        # Responses handed to gRPC so far, over every stream.
+        self.sent = 0
         self._cond = threading.Condition()
         # Bumped at each stop: streams of an earlier generation end.
         self._generation = 0
@@ -346,6 +351,12 @@ class FakeRelay:
         with self._cond:
             self._events.extend(events)
             self._cond.notify_all()
+
+    def wait_sent(self, count: int, timeout: float = 30.0) -> None:
+        """Block until `count` responses were sent (a condition, not a sleep); fail after `timeout`."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.sent >= count, timeout):
+                raise AssertionError(f"the relay sent {self.sent} of {count} responses within {timeout:g}s")
 
     def _wake(self) -> None:
         with self._cond:

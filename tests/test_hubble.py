@@ -62,6 +62,33 @@ def our_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("flowgen-hubble")]
 
 
+# How long a stream that should end may take before a test calls it stuck (generous: CI machines vary).
+PATIENCE = 30.0
+
+
+def drain(stream: RelayStream) -> list[Event]:
+    """Every event of the stream, read in a thread; fails when the stream has not ended within PATIENCE."""
+    events: list[Event] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            events.extend(stream.events())
+        except BaseException as failure:  # handed to the test
+            failures.append(failure)
+
+    reader = threading.Thread(target=run)
+    reader.start()
+    reader.join(PATIENCE)
+    if reader.is_alive():
+        stream.stop()
+        reader.join()
+        raise AssertionError(f"the stream did not end within {PATIENCE:g}s")
+    if failures:
+        raise failures[0]
+    return events
+
+
 def received(events: list[Event]) -> list[Flow]:
     return [e for e in events if isinstance(e, Flow)]
 
@@ -439,19 +466,17 @@ def test_server_status(relay: FakeRelay) -> None:
 def test_deadline_ends_a_follow_stream(relay: FakeRelay) -> None:
     started = time.monotonic()
     stream = RelayStream(Connection(relay.address), Query(), deadline=started + 0.3, **FAST)
-    events = list(stream.events())
-    elapsed = time.monotonic() - started
-    assert 0.3 <= elapsed < 1.0
+    events = drain(stream)
+    assert time.monotonic() - started >= 0.3, "ended before its deadline"
     assert len(received(events)) == 20
     assert Idle() in events
     assert not our_threads()
 
 
 def test_until_ends_a_follow_stream(relay: FakeRelay) -> None:
-    started = time.monotonic()
-    query = Query(until=datetime.now(UTC) + timedelta(seconds=0.3))
-    events = list(RelayStream(Connection(relay.address), query, **FAST).events())
-    assert 0.25 <= time.monotonic() - started < 1.0
+    until = datetime.now(UTC) + timedelta(seconds=0.3)
+    events = drain(RelayStream(Connection(relay.address), Query(until=until), **FAST))
+    assert datetime.now(UTC) >= until - timedelta(milliseconds=50), "ended well before --until"
     assert len(received(events)) == 20
     assert not relay.requests[0].HasField("until")
 
@@ -469,12 +494,11 @@ def client_threads() -> set[threading.Thread]:
 
 def test_stop_from_another_thread_ends_promptly_without_leaking_threads(relay: FakeRelay) -> None:
     before = client_threads()
-    stream = RelayStream(Connection(relay.address), Query(), tick=5.0)
+    # A tick longer than the patience: only stop() itself can end this follow stream in time.
+    stream = RelayStream(Connection(relay.address), Query(), tick=2 * PATIENCE)
     timer = threading.Timer(0.2, stream.stop)
-    started = time.monotonic()
     timer.start()
-    events = list(stream.events())
-    assert time.monotonic() - started < 1.0
+    events = drain(stream)
     assert len(received(events)) == 20
     timer.join()
     assert not our_threads()
@@ -482,16 +506,18 @@ def test_stop_from_another_thread_ends_promptly_without_leaking_threads(relay: F
 
 
 def test_stop_from_a_signal_handler(relay: FakeRelay) -> None:
-    stream = RelayStream(Connection(relay.address), Query(), tick=5.0)
+    # Signals reach the main thread only, so the stream is read here, with a watchdog deadline
+    # and a tick longer than it: only the handler's stop() can end the stream before the deadline.
+    watchdog = time.monotonic() + PATIENCE
+    stream = RelayStream(Connection(relay.address), Query(), deadline=watchdog, tick=2 * PATIENCE)
     previous = signal.signal(signal.SIGALRM, lambda _number, _frame: stream.stop())
-    started = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, 0.2)
     try:
         events = list(stream.events())
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() < watchdog, "the signal handler's stop() did not end the stream"
     assert len(received(events)) == 20
     assert not our_threads()
 

@@ -139,10 +139,9 @@ def test_relay_restart_mid_run_is_shown_and_counted_once(tmp_path: Path) -> None
             stderr=subprocess.PIPE,
             env=env,
         )
-        time.sleep(2)
+        server.wait_sent(200)
         server.stop()
         server.append(*events[200:])
-        time.sleep(1)
         server.start()
         stdout, stderr = running.communicate(timeout=60)
     assert running.returncode == 0, stderr

@@ -3,9 +3,7 @@ its outputs held against reviewed golden files (fixtures/expected/scenarios/<cas
 replayed against its own flows, and the point of each scenario stated as plain assertions.
 
 Regenerate the captures with `make fixtures` and the golden files with `make golden`
-(FLOWGEN_UPDATE_GOLDEN=1), then review the diff. Golden files listed in WRONG_FILES hold what
-flowgen should write but does not yet (known bugs, checked by hand): `make golden` leaves them
-alone, and their tests are strict xfails, so a fix shows up as XPASS (then drop the entry).
+(FLOWGEN_UPDATE_GOLDEN=1), then review the diff.
 """
 
 from __future__ import annotations
@@ -43,21 +41,9 @@ def _load_script() -> Any:
 SCRIPT = _load_script()
 CASES: list[str] = sorted(SCRIPT.CASES)
 
-# Known flowgen bugs the scenarios show, each with what flowgen writes and what it should.
-# (None today: the five the scenarios found are fixed.)
-# Golden files that hold what flowgen should write, not what it writes today.
-WRONG_FILES: dict[tuple[str, str], str] = {}
-# Cases flowgen cannot generate at all today (their golden files are written by hand).
-BROKEN_CASES: dict[str, str] = {}
 
-
-def _cases(broken: dict[str, str] = BROKEN_CASES) -> list[Any]:
-    return [
-        pytest.param(
-            case, id=case, marks=[pytest.mark.xfail(strict=True, reason=broken[case])] if case in broken else []
-        )
-        for case in CASES
-    ]
+def _cases() -> list[Any]:
+    return [pytest.param(case, id=case) for case in CASES]
 
 
 def _capture(case: str) -> Path:
@@ -117,30 +103,15 @@ def test_capture_matches_its_script(case: str) -> None:
 def test_outputs_match_the_golden_files(case: str, generated: Callable[[str], Generated]) -> None:
     produced = generated(case).files
     golden = EXPECTED / case
-    hand_written = {name for (c, name) in WRONG_FILES if c == case}
     if UPDATE:
         golden.mkdir(parents=True, exist_ok=True)
         for old in golden.iterdir():
-            if old.name not in produced and old.name not in hand_written:
+            if old.name not in produced:
                 old.unlink()
         for name, text in produced.items():
-            if name not in hand_written:
-                (golden / name).write_text(text)
+            (golden / name).write_text(text)
     expected = {p.name: p.read_text() for p in sorted(golden.iterdir())}
-    assert sorted(produced) == sorted(expected), "run `make golden` and review the diff"
-    checked = {name: text for name, text in produced.items() if name not in hand_written}
-    assert checked == {name: expected[name] for name in checked}, "run `make golden` and review the diff"
-
-
-@pytest.mark.parametrize(
-    ("case", "name"),
-    [
-        pytest.param(case, name, id=f"{case}/{name}", marks=pytest.mark.xfail(strict=True, reason=reason))
-        for (case, name), reason in sorted(WRONG_FILES.items())
-    ],
-)
-def test_outputs_flowgen_gets_wrong_today(case: str, name: str, generated: Callable[[str], Generated]) -> None:
-    assert generated(case).files[name] == (EXPECTED / case / name).read_text()
+    assert produced == expected, "run `make golden` and review the diff"
 
 
 def _verify(policies: Path, case: str) -> dict[str, Any]:
