@@ -75,6 +75,15 @@ def test_no_relay_says_how_to_reach_one() -> None:
     assert result.stderr.startswith("Error: cannot connect to Hubble Relay at 127.0.0.1:9")
 
 
+def test_no_relay_within_a_short_run_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    args = ["observe", "--server", "127.0.0.1:9", "--duration", "1s", "--timeout", "5s", "--store", str(store)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot connect to Hubble Relay at 127.0.0.1:9: ")
+    assert not store.exists()
+
+
 def test_stdin_through_the_installed_command() -> None:
     flowgen = Path(sys.executable).parent / "flowgen"
     done = subprocess.run(

@@ -100,6 +100,10 @@ class DialError(Exception):
 
 # gRPC's words for a failed TLS handshake or certificate check (BoringSSL and TSI errors).
 _TLS_TROUBLE = re.compile(r"handshake|SSL_ERROR|CERTIFICATE_VERIFY|hostname verification|TSI_", re.IGNORECASE)
+# Why a first connection failed when the run ended (--duration, --until) before the relay answered.
+NO_ANSWER_IN_RUN = "no answer before the end of the run (--duration / --until)"
+# Nothing listens at the address: the host answered with a reset (ECONNREFUSED).
+_REFUSED = re.compile(r"connection refused|ECONNREFUSED", re.IGNORECASE)
 _GRPC_PREFIX = re.compile(r"^failed to connect to all addresses; last error: (?:[A-Z_]+: )?(?:ipv[46]:\S+: )?")
 
 
@@ -244,7 +248,8 @@ def dial(connection: Connection, give_up: Callable[[], bool]) -> grpc.Channel | 
     """A connected channel; None if `give_up()` turned true first. Raises DialError.
 
     Waits up to the timeout for the relay to answer (it may be starting, or a port-forward
-    may be coming up), except that a TLS failure is final at once.
+    may be coming up), except that a refused connection (nothing listens there) and a TLS
+    failure are final at once.
     """
     channel = _open_channel(connection)
     end = time.monotonic() + connection.timeout
@@ -254,7 +259,7 @@ def dial(connection: Connection, give_up: Callable[[], bool]) -> grpc.Channel | 
             if _answers(channel):
                 return channel
             reason = _transport_error(channel) or reason
-            if _TLS_TROUBLE.search(reason) or time.monotonic() >= end:
+            if _TLS_TROUBLE.search(reason) or _REFUSED.search(reason) or time.monotonic() >= end:
                 raise DialError(reason)
     except BaseException:
         channel.close()
@@ -301,8 +306,9 @@ def connect_error(connection: Connection, reason: str) -> RelayError:
             )
         elif not connection.uses_tls:
             hint = f" If the relay serves TLS, add --tls (or write tls://{connection.target})."
+    when = "" if _REFUSED.search(reason) or reason == NO_ANSWER_IN_RUN else f" within {connection.timeout:g}s"
     return RelayError(
-        f"cannot connect to {where} within {connection.timeout:g}s: {reason}. Is Relay reachable? "
+        f"cannot connect to {where}{when}: {reason}. Is Relay reachable? "
         f"Try `cilium hubble port-forward` and --server localhost:4245, or check --tls / certificates.{hint}"
     )
 

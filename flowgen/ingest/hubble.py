@@ -48,7 +48,16 @@ import grpc
 from flowgen._pb.observer import observer_pb2
 from flowgen._pb.relay import relay_pb2
 from flowgen.errors import RelayError
-from flowgen.ingest.dialing import Connection, DialError, connect_error, dial, refused, server_version, shorten
+from flowgen.ingest.dialing import (
+    NO_ANSWER_IN_RUN,
+    Connection,
+    DialError,
+    connect_error,
+    dial,
+    refused,
+    server_version,
+    shorten,
+)
 from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting
 from flowgen.ingest.proto import flow_from_proto, lost_source_name, response_line, time_from_ns
 from flowgen.ingest.query import Query, flows_request
@@ -299,6 +308,9 @@ class RelayStream:
                 raise connect_error(self.connection, failed.reason) from None
             raise
         if channel is None:
+            if first and not self._stopping:
+                # The run was over (--duration, --until) before the relay ever answered.
+                raise connect_error(self.connection, NO_ANSWER_IN_RUN)
             return None
         self._channel = channel
         return server_version(channel, self.connection.timeout)
