@@ -87,6 +87,16 @@ def test_the_core_is_pure(module: str) -> None:
     assert not {name.split(".")[0] for name in _imports(module)} & IMPURE
 
 
+def test_no_module_outgrows_its_file() -> None:
+    """STYLE.md: split a module before it passes ~500 lines."""
+    long = {m: n for m in _modules() if (n := _lines(m)) > 520}
+    assert long == {}
+
+
+def _lines(module: str) -> int:
+    return len((ROOT / "flowgen" / Path(*module.split(".")).with_suffix(".py")).read_text().splitlines())
+
+
 def test_demo_capture_matches_its_script() -> None:
     made = subprocess.run([sys.executable, str(ROOT / "fixtures" / "make_demo.py")], capture_output=True, check=True)
     assert made.stdout == DEMO.read_bytes(), "run `make fixtures` and review the diff"

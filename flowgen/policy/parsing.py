@@ -11,12 +11,11 @@ that `validation.validate` can report it: ports written as YAML integers
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, ScalarNode
 
 from flowgen.errors import InputError
 from flowgen.policy.model import (
@@ -43,6 +42,7 @@ from flowgen.policy.model import (
     Rule,
     Selector,
 )
+from flowgen.policy.yaml_nodes import INT, NodeReader, is_null
 
 _LIST_KINDS = {"List", "CiliumNetworkPolicyList", "CiliumClusterwideNetworkPolicyList"}
 
@@ -75,7 +75,7 @@ def parse(text: str, origin: str) -> Parsed:
         while loader.check_node():
             number += 1
             node = loader.get_node()
-            if node is None or _is_null(node):
+            if node is None or is_null(node):
                 continue
             _Reader(origin, loader, parsed).document(node, f"document {number}")
     except yaml.MarkedYAMLError as error:
@@ -89,91 +89,12 @@ def parse(text: str, origin: str) -> Parsed:
     return parsed
 
 
-_NULL = "tag:yaml.org,2002:null"
-_STR = "tag:yaml.org,2002:str"
-_INT = "tag:yaml.org,2002:int"
-_BOOL = "tag:yaml.org,2002:bool"
-
-
-def _is_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _NULL
-
-
-def _shape(node: Node) -> str:
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    kind = {_STR: "string", _INT: "integer", _BOOL: "boolean", _NULL: "null"}.get(node.tag, "scalar")
-    return f"the {kind} {node.value!r}"
-
-
-class _Reader:
-    """Reads one document's nodes; `fail` names the file, the line and the path being read."""
+class _Reader(NodeReader):
+    """Reads one document's nodes into `parsed`: its policies, skip messages and warnings."""
 
     def __init__(self, origin: str, loader: yaml.SafeLoader, parsed: Parsed) -> None:
-        self.origin = origin
-        self.loader = loader
+        super().__init__(origin, loader)
         self.parsed = parsed
-
-    def fail(self, node: Node, problem: str, fix: str) -> NoReturn:
-        raise InputError(f"reading {self.origin} line {node.start_mark.line + 1}: {problem}. Fix: {fix}")
-
-    # Shapes ------------------------------------------------------------------
-
-    def mapping(self, node: Node, path: str) -> Iterator[tuple[str, Node]]:
-        """The key/value nodes of a mapping; null reads as an empty mapping (as in Go)."""
-        if _is_null(node):
-            return
-        if not isinstance(node, MappingNode):
-            self.fail(node, f"{path} must be a mapping (key: value), not {_shape(node)}", "correct the indentation")
-        self.loader.flatten_mapping(node)
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                self.fail(key_node, f"{path} has a key that is {_shape(key_node)}", "use plain string keys")
-            key = str(key_node.value)
-            if key in seen:
-                self.fail(key_node, f"{path} has the key {key!r} twice", "remove one of them")
-            seen.add(key)
-            yield key, value_node
-
-    def sequence(self, node: Node, path: str) -> list[Node]:
-        if not isinstance(node, SequenceNode):
-            self.fail(
-                node, f"{path} must be a list, not {_shape(node)}", 'write one item per line, each starting with "- "'
-            )
-        return list(node.value)
-
-    def string(self, node: Node, path: str) -> str:
-        if not isinstance(node, ScalarNode) or node.tag != _STR:
-            self.fail(node, f"{path} must be a string, not {_shape(node)}", f'quote the value: "{_text(node)}"')
-        return str(node.value)
-
-    def strings(self, node: Node, path: str) -> tuple[str, ...]:
-        return tuple(self.string(item, f"{path}[{i}]") for i, item in enumerate(self.sequence(node, path)))
-
-    def labels(self, node: Node, path: str) -> tuple[tuple[str, str], ...]:
-        """A string map (matchLabels, metadata.labels); a null value reads as ""."""
-        return tuple(
-            (key, "" if _is_null(value) else self.string(value, f"{path}.{key}"))
-            for key, value in self.mapping(node, path)
-        )
-
-    def boolean(self, node: Node, path: str) -> bool:
-        if not isinstance(node, ScalarNode) or node.tag != _BOOL:
-            self.fail(node, f"{path} must be true or false, not {_shape(node)}", "write true or false, unquoted")
-        return bool(self.loader.construct_object(node))
-
-    def integer(self, node: Node, path: str) -> int:
-        if not isinstance(node, ScalarNode) or node.tag != _INT:
-            self.fail(node, f"{path} must be an integer, not {_shape(node)}", "write a number, unquoted")
-        return int(self.loader.construct_object(node))
-
-    def items(self, node: Node, path: str) -> Iterator[tuple[str, Node]]:
-        """A list's items with their paths; null items read as empty mappings (as Go does)."""
-        for i, item in enumerate(self.sequence(node, path)):
-            yield f"{path}[{i}]", item
 
     # Documents ---------------------------------------------------------------
 
@@ -183,10 +104,10 @@ class _Reader:
         kind_name = kind.value if isinstance(kind, ScalarNode) else None
         if kind_name in _LIST_KINDS:
             items = fields.get("items")
-            if items is None or _is_null(items):
+            if items is None or is_null(items):
                 return
             for i, item in enumerate(self.sequence(items, f"{where} items")):
-                if _is_null(item):
+                if is_null(item):
                     continue
                 self.document_item(item, f"{where} item {i + 1}", default_kind=_item_kind(kind_name))
             return
@@ -195,7 +116,7 @@ class _Reader:
     def document_item(self, node: Node, where: str, default_kind: str | None) -> None:
         fields = dict(self.mapping(node, where))
         kind_node = fields.get("kind")
-        kind_name = str(kind_node.value) if isinstance(kind_node, ScalarNode) and not _is_null(kind_node) else None
+        kind_name = str(kind_node.value) if isinstance(kind_node, ScalarNode) and not is_null(kind_node) else None
         kind_name = kind_name or default_kind
         if kind_name is None:
             self.parsed.skipped.append(f"{self.origin} {where}: no kind, not a Kubernetes object; skipped")
@@ -214,7 +135,7 @@ class _Reader:
 
     def policy(self, kind: Kind, fields: dict[str, Node], node: Node, where: str) -> Policy:
         metadata = fields.get("metadata")
-        if metadata is None or _is_null(metadata):
+        if metadata is None or is_null(metadata):
             self.fail(node, f"{where}: {kind.value} has no metadata", "add metadata.name (and metadata.namespace)")
         meta: dict[str, Node] = dict(self.mapping(metadata, "metadata"))
         name_node = meta.get("name")
@@ -229,20 +150,20 @@ class _Reader:
         spec = fields.get("spec")
         specs = fields.get("specs")
         rules: list[Rule] = []
-        if spec is not None and not _is_null(spec):
+        if spec is not None and not is_null(spec):
             rules.append(self.rule(spec, "spec"))
-        if specs is not None and not _is_null(specs):
+        if specs is not None and not is_null(specs):
             rules.extend(self.rule(item, path) for path, item in self.items(specs, "specs"))
         return Policy(
             kind=kind,
             name=name,
-            namespace="" if namespace is None or _is_null(namespace) else self.string(namespace, "metadata.namespace"),
+            namespace="" if namespace is None or is_null(namespace) else self.string(namespace, "metadata.namespace"),
             specs=tuple(rules),
-            labels=() if labels is None or _is_null(labels) else self.labels(labels, "metadata.labels"),
+            labels=() if labels is None or is_null(labels) else self.labels(labels, "metadata.labels"),
             annotations=()
-            if annotations is None or _is_null(annotations)
+            if annotations is None or is_null(annotations)
             else self.labels(annotations, "metadata.annotations"),
-            single=specs is None or _is_null(specs),
+            single=specs is None or is_null(specs),
         )
 
     # Rules -------------------------------------------------------------------
@@ -252,7 +173,7 @@ class _Reader:
         unsupported: list[str] = []
         sections = {key: (direction, deny) for key, direction, deny in SECTION_KEYS}
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key == "description":
@@ -275,7 +196,7 @@ class _Reader:
         values: dict[str, bool | None] = {"ingress": None, "egress": None}
         for key, value in self.mapping(node, path):
             if key in values:
-                values[key] = None if _is_null(value) else self.boolean(value, f"{path}.{key}")
+                values[key] = None if is_null(value) else self.boolean(value, f"{path}.{key}")
             else:
                 unsupported.append(f"enableDefaultDeny.{key}")
         return EnableDefaultDeny(ingress=values["ingress"], egress=values["egress"])
@@ -284,7 +205,7 @@ class _Reader:
         labels: tuple[tuple[str, str], ...] = ()
         expressions: list[Requirement] = []
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key == "matchLabels":
@@ -312,17 +233,17 @@ class _Reader:
         return Requirement(
             key=self.string(key, f"{path}.key"),
             operator=op,
-            values=() if values is None or _is_null(values) else self.strings(values, f"{path}.values"),
+            values=() if values is None or is_null(values) else self.strings(values, f"{path}.values"),
         )
 
     def peer(self, node: Node, path: str, direction: Direction) -> PeerRule:
-        if _is_null(node):
+        if is_null(node):
             return PeerRule()
         endpoints, entities, cidrs, cidr_sets = PEER_KEYS[direction]
         values: dict[str, Any] = {}
         unsupported: list[str] = []
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key == endpoints:
@@ -354,13 +275,13 @@ class _Reader:
                 # cidrGroupRef / cidrGroupSelector: an entry without `cidr` is not modelled at all.
                 unsupported.append(f"{name}[{i}].{key}")
             cidr = fields.get("cidr")
-            if cidr is None or _is_null(cidr):
+            if cidr is None or is_null(cidr):
                 continue
             excepts = fields.get("except")
             rules.append(
                 CIDRRule(
                     cidr=self.string(cidr, f"{p}.cidr"),
-                    excepts=() if excepts is None or _is_null(excepts) else self.strings(excepts, f"{p}.except"),
+                    excepts=() if excepts is None or is_null(excepts) else self.strings(excepts, f"{p}.except"),
                 )
             )
         return tuple(rules)
@@ -369,7 +290,7 @@ class _Reader:
         values = {"matchName": "", "matchPattern": ""}
         for key, value in self.mapping(node, path):
             if key in values:
-                values[key] = "" if _is_null(value) else self.string(value, f"{path}.{key}")
+                values[key] = "" if is_null(value) else self.string(value, f"{path}.{key}")
             else:
                 unsupported.append(f"{name}.{key}")
         return FQDNSelector(match_name=values["matchName"], match_pattern=values["matchPattern"])
@@ -380,22 +301,22 @@ class _Reader:
             if key != "fields":
                 unsupported.append(f"icmps.{key}")
                 continue
-            if _is_null(value):
+            if is_null(value):
                 continue
             for p, item in self.items(value, f"{path}.fields"):
                 entry = dict(self.mapping(item, p))
                 for extra in _others(entry, {"type", "family"}):
                     unsupported.append(f"icmps.fields.{extra}")
                 type_node = entry.get("type")
-                if type_node is None or _is_null(type_node):
+                if type_node is None or is_null(type_node):
                     self.fail(item, f"{p} has no type", "add type: a number 0-255 or a name such as EchoRequest")
                 family = entry.get("family")
                 fields.append(
                     ICMPField(
                         type=self.integer(type_node, f"{p}.type")
-                        if type_node.tag == _INT
+                        if type_node.tag == INT
                         else self.string(type_node, f"{p}.type"),
-                        family="IPv4" if family is None or _is_null(family) else self.string(family, f"{p}.family"),
+                        family="IPv4" if family is None or is_null(family) else self.string(family, f"{p}.family"),
                     )
                 )
         return tuple(fields)
@@ -407,7 +328,7 @@ class _Reader:
         rules: L7Rules | None = None
         unsupported: list[str] = []
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key == "ports":
@@ -425,11 +346,11 @@ class _Reader:
         protocol = L4Protocol.ANY
         end_port: int | None = None
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key == "port":
-                if isinstance(value, ScalarNode) and value.tag == _INT:
+                if isinstance(value, ScalarNode) and value.tag == INT:
                     # The CRD wants a string; keep the number and let validate() report it.
                     port = str(self.integer(value, where))
                     unsupported.append(f"ports[{index}].port{INT_PORT}")
@@ -455,7 +376,7 @@ class _Reader:
     def l7(self, node: Node, path: str, unsupported: list[str]) -> L7Rules:
         values: dict[str, Any] = {}
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key == "http":
@@ -477,7 +398,7 @@ class _Reader:
     def http(self, node: Node, path: str, index: int, unsupported: list[str]) -> HTTPRule:
         values: dict[str, Any] = {}
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             where = f"{path}.{key}"
             if key in ("method", "path", "host"):
@@ -498,7 +419,7 @@ class _Reader:
         }
         values: dict[str, str] = {}
         for key, value in self.mapping(node, path):
-            if _is_null(value):
+            if is_null(value):
                 continue
             if key in names:
                 values[names[key]] = self.string(value, f"{path}.{key}")
@@ -510,10 +431,6 @@ class _Reader:
 def _others(fields: dict[str, Node], known: set[str]) -> list[str]:
     """The keys of `fields` not in `known`, in document order (so the model is deterministic)."""
     return [key for key in fields if key not in known]
-
-
-def _text(node: Node) -> str:
-    return str(node.value) if isinstance(node, ScalarNode) else "..."
 
 
 def _item_kind(list_kind: str) -> str | None:

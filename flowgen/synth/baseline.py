@@ -7,43 +7,23 @@
 - `clusterwide`: CiliumClusterwideNetworkPolicies with `enableDefaultDeny: false`
   (Cilium 1.16+, §8): every pod may use the cluster DNS, every pod may be reached
   from its node.
+
+`baselines` chooses them from the options and says what a reviewer should know about
+their DNS rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
-from flowgen.cilium import DNS_PORT, Entity
-from flowgen.policy.model import (
-    MANAGED_BY,
-    EnableDefaultDeny,
-    FQDNSelector,
-    Kind,
-    L4Protocol,
-    L7Rules,
-    PeerRule,
-    Policy,
-    PortProtocol,
-    PortRule,
-    Rule,
-    Selector,
-)
+from flowgen.cilium import DEFAULT_DENY_SWITCH, Entity
+from flowgen.graph.identity import Peer, PeerKind
+from flowgen.policy.model import MANAGED_BY, EnableDefaultDeny, Kind, PeerRule, Policy, Rule, Selector
+from flowgen.synth.context import Context
+from flowgen.synth.dns import baseline_rule
+from flowgen.synth.notes import Note, NoteKind
 
 DEFAULT_DENY = "flowgen-default-deny"
-
-
-def any_name_dns_rule(servers: Sequence[Selector]) -> PeerRule:
-    """Egress to the DNS servers on port 53 UDP and TCP, any name looked up."""
-    return PeerRule(
-        endpoints=tuple(sorted(servers)),
-        to_ports=(
-            PortRule(
-                (PortProtocol(str(DNS_PORT), L4Protocol.UDP), PortProtocol(str(DNS_PORT), L4Protocol.TCP)),
-                L7Rules(dns=(FQDNSelector(match_pattern="*"),)),
-            ),
-        ),
-        comment="DNS to the cluster DNS, any name (lookups only; connections still need their own rules)",
-    )
 
 
 def default_deny(namespace: str, dns: PeerRule | None, *, dns_elsewhere: bool, command: str) -> Policy:
@@ -89,3 +69,40 @@ def clusterwide(dns: PeerRule | None, *, command: str) -> list[Policy]:
         )
     )
     return policies
+
+
+def baselines(ctx: Context, namespaces: Iterable[str]) -> tuple[list[Policy], list[Note]]:
+    """The default denies of `namespaces` and the cluster-wide baselines, as the options ask."""
+    policies: list[Policy] = []
+    notes: list[Note] = []
+    options = ctx.options
+    if options.default_deny:
+        for namespace in namespaces:
+            dns = baseline_rule(ctx, Peer(PeerKind.WORKLOAD, namespace=namespace))
+            if dns is None:
+                notes.append(
+                    Note(
+                        NoteKind.NO_DNS_SERVER,
+                        namespace,
+                        "no cluster DNS was seen in the flows, so the default-deny policy denies ingress only: "
+                        "an egress default deny would break name resolution",
+                    )
+                )
+            elif not options.clusterwide:
+                notes.append(
+                    Note(
+                        NoteKind.WIDE_DNS,
+                        namespace,
+                        "the default-deny policy lets every pod of the namespace resolve any name (Cilium's DNS "
+                        "proxy needs a DNS rule for every pod); connections to those names still need their own rules",
+                    )
+                )
+            policies.append(default_deny(namespace, dns, dns_elsewhere=options.clusterwide, command=options.command))
+    if options.clusterwide:
+        if options.version < DEFAULT_DENY_SWITCH:
+            raise ValueError("cluster-wide baselines need enableDefaultDeny, which Cilium has from 1.16 on")
+        dns = baseline_rule(ctx, None)
+        if dns is None:
+            notes.append(Note(NoteKind.NO_DNS_SERVER, "cluster", "no cluster DNS was seen: no DNS baseline generated"))
+        policies.extend(clusterwide(dns, command=options.command))
+    return policies, notes

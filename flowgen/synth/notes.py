@@ -8,6 +8,7 @@ look at (see docs/generate.md for each kind).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -66,6 +67,14 @@ class Evidence:
     # Flows per (peers, port, L7): an audited connection is also seen as forwarded, a separate
     # edge with the same flows; counting the largest keeps it one connection.
     _counts: dict[tuple[object, ...], tuple[bool, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, edges: Iterable[Edge]) -> Evidence:
+        """The evidence of `edges`; an edge given twice counts once (see `_counts`)."""
+        evidence = cls()
+        for edge in edges:
+            evidence.add(edge)
+        return evidence
 
     def add(self, edge: Edge) -> None:
         key = (edge.source, edge.destination, edge.protocol, edge.port, edge.l7)

@@ -1,0 +1,103 @@
+"""The string formats the API server and the Cilium agent check, for `validation`.
+
+Pure checks of single values: Kubernetes names, label keys and values, port
+names, DNS names, Kafka topics, CIDRs and RE2 regexes. A `*_problem` function
+returns why the value is not of its format (worded to follow the value in a
+message), or None.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import warnings
+
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+DNS_LABEL = re.compile(_DNS_LABEL)
+DECIMAL = re.compile(r"0|[1-9][0-9]*")
+SERVICE_NAME = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
+# The CRD's `^([-a-zA-Z0-9_]+[.]?)+$` (and with `*` for patterns), rewritten without the nested
+# quantifier so that Python's backtracking engine stays linear on long non-matching names.
+FQDN_NAME = re.compile(r"[-a-zA-Z0-9_]+(?:\.[-a-zA-Z0-9_]+)*\.?")
+FQDN_PATTERN = re.compile(r"[-a-zA-Z0-9_*]+(?:\.[-a-zA-Z0-9_*]+)*\.?")
+KAFKA_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
+# Python's `re` stands in for Go's RE2 (what the agent compiles HTTP rules with, and Envoy
+# matches them with): close, but Python also has look-around, back-references, atomic groups
+# and possessive quantifiers, which RE2 rejects, so `_not_re2` looks for those first.
+_NOT_RE2_GROUPS = ("(?=", "(?!", "(?<=", "(?<!", "(?>", "(?P=")
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why `key` is not a Kubernetes qualified name (`[prefix/]name`), or None."""
+    parts = key.split("/")
+    if len(parts) > 2:
+        return "is not a valid label key: it has more than one '/'"
+    name = parts[-1]
+    if len(parts) == 2 and (not parts[0] or len(parts[0]) > 253 or not DNS_SUBDOMAIN.fullmatch(parts[0])):
+        return "is not a valid label key: the part before '/' must be a lower-case DNS name of at most 253 characters"
+    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
+        return (
+            "is not a valid label key: the name must be 1-63 letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+def cidr_problem(text: str) -> str | None:
+    """Why `text` is not an `address/length` prefix as the CRD (`format: cidr`) and Go read it, or None."""
+    address, slash, length = text.partition("/")
+    if not slash:
+        return "has no prefix length; write address/length, e.g. 192.0.2.1/32"
+    if "%" in address:
+        return "is not a CIDR: zones are not allowed"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "is not a CIDR: the address is not an IPv4 or IPv6 address"
+    if not (length.isascii() and DECIMAL.fullmatch(length)) or int(length) > ip.max_prefixlen:
+        return f"is not a CIDR: the prefix length must be a number 0-{ip.max_prefixlen}"
+    return None
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why `pattern` would not compile as RE2, approximated with Python's `re`, or None."""
+    construct = _not_re2(pattern)
+    if construct:
+        return f"uses {construct}, which RE2 (Cilium's regex engine) does not have"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except re.error as error:
+        return f"is not a valid regular expression ({error}); escape literal characters such as '(' with '\\'"
+    return None
+
+
+def _not_re2(pattern: str) -> str | None:
+    """A construct Python's `re` accepts and RE2 does not, outside escapes and character classes."""
+    i, in_class, after_quantifier = 0, False, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            if not in_class and pattern[i + 1 : i + 2] in set("123456789"):
+                return "a back-reference"
+            i, after_quantifier = i + 2, False
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            i += 2 if pattern.startswith("[^]", i) else 1
+            i += 1 if pattern.startswith("]", i) else 0
+            after_quantifier = False
+            continue
+        elif char == "(" and pattern.startswith(_NOT_RE2_GROUPS, i):
+            return "a look-around, atomic group or named back-reference"
+        elif char == "+" and after_quantifier:
+            return "a possessive quantifier"
+        after_quantifier = not in_class and char in "*+?" and not after_quantifier
+        i += 1
+    return None

@@ -1,0 +1,77 @@
+"""What every piece of synthesis reads, and what each returns.
+
+- `Context`: the options and the facts drawn once from all the edges (the settled
+  evidence grouped by side, the workload selectors, the DNS servers, the display
+  names); `synth.survey` builds it, nothing changes it afterwards.
+- `Rules`: rule entries together with the notes a reviewer needs about them. Each
+  piece returns both instead of adding notes to shared state, so a piece can be
+  called, tested and reasoned about alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from flowgen.cilium import CLUSTER_KEY, NAMESPACE_KEY
+from flowgen.graph.edge import Edge
+from flowgen.graph.identity import Peer, PeerKind
+from flowgen.policy.model import Direction, PeerRule, Selector
+from flowgen.synth.notes import Note
+from flowgen.synth.options import Options
+from flowgen.synth.patterns import Selectors
+
+# How a rule's comment and notes name the peer's side: "to" what a workload reaches, "from" who reaches it.
+PREPOSITION: Final[Mapping[Direction, str]] = {Direction.EGRESS: "to", Direction.INGRESS: "from"}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    options: Options
+    # The evidence for an allow: allowed or audit edges that no policy drop contradicts.
+    edges: tuple[Edge, ...]
+    # `edges` by their source and by their destination, each in the order of `edges`.
+    by_source: Mapping[Peer, tuple[Edge, ...]]
+    by_destination: Mapping[Peer, tuple[Edge, ...]]
+    # Selectors of every workload seen on any edge, settled or not (a denied peer still needs telling apart).
+    selectors: Selectors
+    # Peers that answered DNS (see dns.find_servers).
+    dns_servers: frozenset[Peer]
+    # A workload's display name (its owner); the largest one when the flows showed several.
+    names: Mapping[Peer, str]
+
+    def label(self, peer: Peer) -> str:
+        """How notes and comments name a peer: `namespace/owner` for a workload, else its name or kind."""
+        if peer.kind is PeerKind.WORKLOAD:
+            return f"{peer.namespace}/{self.names.get(peer) or ','.join(peer.labels)}"
+        return peer.name or str(peer.kind)
+
+    def selector(self, peer: Peer, subject: Peer | None) -> Selector:
+        """A peer selector as seen from a CNP in `subject`'s namespace (None: a CCNP)."""
+        labels = dict(self.selectors.by_peer.get(peer, {}))
+        if subject is None or peer.namespace != subject.namespace:
+            labels[NAMESPACE_KEY] = peer.namespace
+        if subject is not None and peer.cluster and subject.cluster and peer.cluster != subject.cluster:
+            labels[CLUSTER_KEY] = peer.cluster
+        return Selector.of(labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Entries of an ingress or egress section and the notes about them; `+` keeps both in order."""
+
+    entries: tuple[PeerRule, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    def __add__(self, other: Rules) -> Rules:
+        return Rules(self.entries + other.entries, self.notes + other.notes)
+
+    @staticmethod
+    def join(parts: Iterable[Rules]) -> Rules:
+        entries: list[PeerRule] = []
+        notes: list[Note] = []
+        for part in parts:
+            entries.extend(part.entries)
+            notes.extend(part.notes)
+        return Rules(tuple(entries), tuple(notes))

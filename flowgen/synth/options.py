@@ -1,0 +1,43 @@
+"""What a caller can tune about synthesis: the Cilium release written for, how much L7 to
+write, how outside addresses are named, and the thresholds past which evidence generalizes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flowgen.cilium import DEFAULT_RELEASE, Release
+
+
+class L7Mode(enum.StrEnum):
+    NONE = "none"
+    HTTP = "http"
+    ALL = "all"
+
+
+class WorldMode(enum.StrEnum):
+    """How egress to an outside address without a DNS name is written."""
+
+    CIDR = "cidr"
+    ENTITY = "entity"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    version: Release = DEFAULT_RELEASE
+    l7: L7Mode = L7Mode.ALL
+    world: WorldMode = WorldMode.CIDR
+    # Distinct outside client addresses on one port from which ingress becomes `fromEntities: [world]`.
+    world_clients: int = 5
+    # Names under one parent past which they collapse to `*.parent`.
+    dns_collapse: int = 10
+    # Distinct path rules per peer, port and method past which paths collapse by first segment.
+    path_collapse: int = 20
+    # Workloads with fewer flows, or seen for less time, are reported as thinly evidenced.
+    min_flows: int = 10
+    min_span: timedelta = timedelta(hours=1)
+    default_deny: bool = False
+    clusterwide: bool = False
+    # Shown in every file's header: how to regenerate it.
+    command: str = "flowgen generate"
