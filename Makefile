@@ -18,7 +18,7 @@ demo: $(BIN)/flowgen
 	rm -rf out/demo-store out/demo-policies
 	$(BIN)/flowgen observe --input-file $(DEMO) --store out/demo-store --output text
 	$(BIN)/flowgen graph --store out/demo-store
-	$(BIN)/flowgen generate -A --default-deny --store out/demo-store --output out/demo-policies --report out/demo-report.md
+	$(BIN)/flowgen generate -A --default-deny --store out/demo-store --output-dir out/demo-policies --report out/demo-report.md
 	$(BIN)/flowgen verify --policies out/demo-policies --store out/demo-store --exit-code
 
 ## check: lint, type check, tests and proto drift (what CI runs)

@@ -260,7 +260,7 @@ if ((!has_generate)); then
 fi
 
 begin "generating default-deny policies for $NAMESPACE (flowgen generate)"
-"$FLOWGEN" generate -n "$NAMESPACE" --store "$WORK/store" --default-deny --output "$WORK/policies"
+"$FLOWGEN" generate -n "$NAMESPACE" --store "$WORK/store" --default-deny --output-dir "$WORK/policies"
 record PASS "flowgen generate wrote $WORK/policies"
 
 begin "applying the generated policies (kubectl apply -k)"

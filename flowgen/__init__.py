@@ -1,8 +1,15 @@
 """flowgen: least-privilege CiliumNetworkPolicies learned from Hubble flows."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("flowgen")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # Looked up on first use: importlib.metadata takes longer to import than `flowgen --help` may.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            return version("flowgen")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module 'flowgen' has no attribute {name!r}")

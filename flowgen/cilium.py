@@ -29,6 +29,14 @@ class Entity(enum.StrEnum):
     KUBE_APISERVER = "kube-apiserver"
 
 
+class Mode(enum.StrEnum):
+    """Cilium's policy enforcement mode (agent flag enable-policy, ref §8)."""
+
+    DEFAULT = "default"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 # Labels Cilium adds to every pod's identity (ref §9.1), without their `k8s:` source.
 NAMESPACE_LABEL: Final = "io.kubernetes.pod.namespace"
 SERVICEACCOUNT_LABEL: Final = "io.cilium.k8s.policy.serviceaccount"

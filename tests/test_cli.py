@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
+import typer
 from typer.testing import CliRunner
 
 from flowgen import __version__
@@ -14,6 +19,7 @@ from flowgen.cli import app
 from tests.conftest import DEMO, ROOT, sample_files
 
 runner = CliRunner()
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 def test_version() -> None:
@@ -58,7 +64,8 @@ def test_malformed_line_is_reported_and_strict_fails(tmp_path: Path) -> None:
     where = f"{bad} line 2: not valid JSON: the line ends in the middle of a value (truncated?)"
     assert f"Warning: skipping malformed record: {where}" in result.stderr
     assert "  malformed:  1" in result.stdout and f"              {where}" in result.stdout
-    strict = runner.invoke(app, ["observe", "-i", str(bad), "--strict"])
+    # (--no-store: into the same store, the lines the first run took would be skipped.)
+    strict = runner.invoke(app, ["observe", "-i", str(bad), "--strict", "--no-store"])
     assert strict.exit_code == 1
     assert strict.stderr.startswith(f"Error: reading {where}. Fix or remove that line")
 
@@ -99,3 +106,140 @@ def test_stdin_through_the_installed_command() -> None:
 def test_every_command_has_an_example_in_its_help() -> None:
     for command in app.registered_commands:
         assert command.callback is not None and "Example:" in (command.callback.__doc__ or ""), command.name
+
+
+def test_a_file_without_any_flow_is_an_error_with_capped_warnings(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(b"".join(b"not json %d\n" % n for n in range(1000)))
+    store = tmp_path / "store"
+    result = runner.invoke(app, ["observe", "-i", str(junk), "--store", str(store)])
+    assert result.exit_code == 1
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 11
+    assert warnings[-1] == "Warning: further malformed records are counted, not shown one by one (see the summary)"
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: no Hubble flow in {junk} (1000 records read, 1000 malformed); nothing was stored. "
+        "Pass files written by `hubble observe -o json` or the Hubble exporter"
+    )
+    assert not store.exists()
+
+
+def test_reading_a_file_again_into_the_same_store_adds_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = runner.invoke(app, ["observe", "-i", str(DEMO), "--store", str(store)])
+    again = runner.invoke(app, ["observe", "-i", str(DEMO), "--store", str(store), "-o", "json"])
+    assert first.exit_code == again.exit_code == 0
+    assert orjson.loads(again.stdout)["already_observed"] == 445
+    assert "Nothing new:" in again.stderr
+    assert len(list((store / "observations").iterdir())) == 1
+
+
+def test_an_interrupted_read_exits_130_and_the_next_run_resumes_it(tmp_path: Path) -> None:
+    """SIGINT while reading a file: exit 130 with true counters; reading it again adds exactly
+    the rest, so the store ends up with the graph of one whole read."""
+    big = tmp_path / "big.jsonl"
+    lines = DEMO.read_bytes().splitlines(keepends=True)
+    with big.open("wb") as out:
+        # 400 copies of the demo, each on its own day: distinct flows, as a long capture has.
+        for copy in range(400):
+            day = (date(2026, 11, 20) + timedelta(days=copy)).isoformat().encode()
+            out.writelines(line.replace(b"2026-11-20T", day + b"T") for line in lines)
+    flowgen = Path(sys.executable).parent / "flowgen"
+    interrupted, whole = tmp_path / "interrupted", tmp_path / "whole"
+    running = subprocess.Popen(
+        [str(flowgen), "observe", "-i", str(big), "--store", str(interrupted), "--checkpoint", "0.1s", "-o", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    runs = interrupted / "observations"
+    deadline = time.monotonic() + 60
+    while not (runs.is_dir() and any(runs.glob("*.parquet"))):
+        assert running.poll() is None, running.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        time.sleep(0.05)
+    running.send_signal(signal.SIGINT)
+    stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130, stderr
+    summary = orjson.loads(stdout)
+    assert summary["stopped_by"] == "SIGINT"
+    assert 0 < summary["lines"] < len(lines) * 400 and summary["flows"] == summary["kept"] > 0
+    resumed = runner.invoke(app, ["observe", "-i", str(big), "--store", str(interrupted), "-o", "json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert orjson.loads(resumed.stdout)["already_observed"] == summary["lines"]
+    runner.invoke(app, ["observe", "-i", str(big), "--store", str(whole)])
+    resumed_edges, whole_edges = (
+        orjson.loads(runner.invoke(app, ["graph", "--store", str(s), "-f", "json"]).stdout)
+        for s in (interrupted, whole)
+    )
+    # Every event counted once. Connections ("flows") may differ by one where a connection seen at
+    # both ends straddles the interruption (the two runs do not share their dedupe memory).
+    connections = sum(e.pop("flows") for e in resumed_edges) - sum(e.pop("flows") for e in whole_edges)
+    assert resumed_edges == whole_edges
+    assert 0 <= connections <= 1
+
+
+def _hostile_demo(tmp_path: Path) -> Path:
+    """The demo with an OSC sequence in a label value and a screen-clearing CSI in a path."""
+    text = DEMO.read_text()
+    text = text.replace("app.kubernetes.io/name=api", "app.kubernetes.io/name=api\\u001b]0;owned\\u0007")
+    text = text.replace("/api/v1/cart/items", "/api/v1/\\u001b[2Jcart/items")
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_text(text)
+    return hostile
+
+
+def test_escape_sequences_never_reach_the_terminal_raw(tmp_path: Path) -> None:
+    """Label values and paths come from workloads: printed output escapes control characters,
+    JSON keeps the data (JSON-escaped)."""
+    hostile = _hostile_demo(tmp_path)
+    table = runner.invoke(app, ["graph", "-i", str(hostile), "-n", "shop"])
+    assert table.exit_code == 0
+    assert "\x1b" not in table.stdout and "\x07" not in table.stdout
+    assert "shop/api\\x1b]0;owned\\x07" in table.stdout
+    assert "/api/v1/\\x1b[2Jcart/items" in table.stdout
+    generated = runner.invoke(app, ["generate", "-n", "shop", "-i", str(hostile)])
+    assert "\x1b" not in generated.stderr
+    data = runner.invoke(app, ["graph", "-i", str(hostile), "-n", "shop", "-o", "json"])
+    paths = {e["l7"]["path"] for e in orjson.loads(data.stdout) if e["l7"] and e["l7"].get("path")}
+    assert "/api/v1/\x1bcart/items".replace("\x1b", "\x1b[2J") in paths
+
+
+def test_dash_h_is_help_everywhere() -> None:
+    for args in ([], *([name] for name in COMMANDS)):
+        result = runner.invoke(app, [*args, "-h"])
+        assert result.exit_code == 0, args
+        assert result.stdout.startswith("Usage: flowgen"), args
+
+
+def test_help_shows_readable_metavars_and_fits_80_columns() -> None:
+    for command in COMMANDS:
+        text = runner.invoke(app, [command, "--help"], terminal_width=80).stdout
+        assert "<bool>" not in text and "list[" not in text and "TEXT" not in text, command
+        assert max(len(line) for line in text.splitlines()) <= 80, command
+
+
+def test_dash_o_is_the_output_format_for_every_command(tmp_path: Path) -> None:
+    for command in ("observe", "graph", "generate", "verify", "diff"):
+        text = runner.invoke(app, [command, "--help"], terminal_width=200).stdout
+        line = next(line for line in text.splitlines() if re.match(r"\s+(--output|-o)\b", line))
+        assert re.match(r"\s+-o, (-f, )?--output(, --format)? FORMAT", line), (command, line)
+    printed = runner.invoke(app, ["generate", "-n", "shop", "-i", str(DEMO), "-o", "json"])
+    assert orjson.loads(printed.stdout)["kind"] == "List"
+    folder = runner.invoke(app, ["generate", "-n", "shop", "-i", str(DEMO), "-o", "json", "-d", str(tmp_path)])
+    assert folder.exit_code == 2
+    assert "--output-dir writes YAML files" in folder.stderr
+
+
+def test_live_only_options_with_an_input_file_are_an_error() -> None:
+    for extra in (["--server", "localhost:4245"], ["--tls"]):
+        result = runner.invoke(app, ["observe", "-i", str(DEMO), *extra])
+        assert result.exit_code == 2, extra
+        assert "--input-file" in result.stderr, extra
+
+
+def test_help_starts_quickly_without_the_heavy_modules() -> None:
+    """`flowgen --help` imports neither pandas, pyarrow nor grpc (they cost most of a second)."""
+    heavy = "('pandas', 'pyarrow', 'grpc', 'rich')"
+    code = f"import sys; from flowgen.cli import app; print([m for m in {heavy} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

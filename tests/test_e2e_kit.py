@@ -262,7 +262,7 @@ def test_rehearsal_with_stub_cluster_tools(tmp_path: Path, env: dict[str, str], 
                 []
                 if "NO_GENERATE" in env
                 else [
-                    "flowgen generate -n flowgen-e2e --store WORK/store --default-deny --output WORK/policies",
+                    "flowgen generate -n flowgen-e2e --store WORK/store --default-deny --output-dir WORK/policies",
                     "kubectl apply -k WORK/policies",
                     "kubectl -n kube-system exec pod/cilium-a -c cilium-agent -- hubble observe --namespace",
                     "kubectl -n kube-system exec pod/cilium-b -c cilium-agent -- hubble observe --namespace",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowgen.check.engine import Engine, L7Request, Mode, Party, Request, fqdn_matches
+from flowgen.check.engine import Engine, L7Request, Party, Request, fqdn_matches
+from flowgen.cilium import Mode
 from flowgen.graph.evidence import L7Kind
 from flowgen.ingest.flow import Protocol
 from flowgen.policy.model import (

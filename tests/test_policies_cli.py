@@ -27,7 +27,7 @@ runner = CliRunner()
 
 def _generate(tmp_path: Path, *args: str) -> Path:
     out = tmp_path / "policies"
-    result = runner.invoke(app, [*GENERATE, "--output", str(out), *args])
+    result = runner.invoke(app, [*GENERATE, "--output-dir", str(out), *args])
     assert result.exit_code == 0, result.output
     return out
 
@@ -70,7 +70,7 @@ def test_generated_policies_pass_the_crd_schema_and_agent_checks(tmp_path: Path,
 def test_kafka_rules_only_before_1_20(tmp_path: Path) -> None:
     older = _generate(tmp_path / "a", "--cilium-version", "1.19")
     newer = tmp_path / "b" / "policies"
-    result = runner.invoke(app, [*GENERATE, "--output", str(newer), "--cilium-version", "1.20"])
+    result = runner.invoke(app, [*GENERATE, "--output-dir", str(newer), "--cilium-version", "1.20"])
     assert "kafka:" in (older / "data.flowgen-kafka.yaml").read_text()
     assert "kafka:" not in (newer / "data.flowgen-kafka.yaml").read_text()
     assert "Kafka rules were removed in Cilium 1.20" in result.stderr
@@ -153,7 +153,7 @@ def test_verify_reports_what_a_removed_rule_breaks(tmp_path: Path) -> None:
 
 def test_verify_lists_refused_dns_lookups_on_their_own(tmp_path: Path) -> None:
     out = tmp_path / "policies"
-    runner.invoke(app, ["generate", "-A", "-i", str(DEMO), "--output", str(out)])
+    runner.invoke(app, ["generate", "-A", "-i", str(DEMO), "--output-dir", str(out)])
     # Without its DNS rule the api workload cannot resolve api.stripe.com: its toFQDNs rule breaks.
     _drop_rule(out / "shop.flowgen-api.yaml", "egress", "coredns")
     result = runner.invoke(app, ["verify", "--policies", str(out), "-i", str(DEMO), "--exit-code"])

@@ -72,7 +72,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Gener
     def run(case: str) -> Generated:
         if case not in done:
             out = tmp_path_factory.mktemp(case) / "policies"
-            args = ["generate", "-A", "--default-deny", "--input-file", str(_capture(case)), "--output", str(out)]
+            args = ["generate", "-A", "--default-deny", "--input-file", str(_capture(case)), "--output-dir", str(out)]
             result = runner.invoke(app, [*args, "--report", str(out / "report.md")])
             assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
             graph = runner.invoke(app, ["graph", "-i", str(_capture(case))])
@@ -252,7 +252,7 @@ def test_kafka_consumer_gets_role_consume_for_its_topic_only(generated: Callable
 def test_kafka_rules_are_left_out_for_cilium_1_20_with_a_note(tmp_path: Path) -> None:
     out = tmp_path / "policies"
     result = runner.invoke(
-        app, ["generate", "-A", "-i", str(_capture("kafka")), "--output", str(out), "--cilium-version", "1.20"]
+        app, ["generate", "-A", "-i", str(_capture("kafka")), "--output-dir", str(out), "--cilium-version", "1.20"]
     )
     assert result.exit_code == 0, result.output
     broker = yaml.safe_load((out / "data.flowgen-kafka.yaml").read_text())

@@ -30,7 +30,6 @@ serverNames, and the cluster-mesh default of selecting only the local cluster.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -45,6 +44,7 @@ from flowgen.cilium import (
     NAMESPACE_LABELS_PREFIX,
     RESERVED,
     Entity,
+    Mode,
     Release,
 )
 from flowgen.graph.evidence import L7Kind
@@ -96,14 +96,6 @@ _ICMP_NAMES = {
 _ICMP = frozenset({Protocol.ICMPv4, Protocol.ICMPv6})
 # The protocols `protocol: ANY` covers.
 _ANY = frozenset({Protocol.TCP, Protocol.UDP, Protocol.SCTP})
-
-
-class Mode(enum.StrEnum):
-    """Cilium's policy enforcement mode (agent flag enable-policy)."""
-
-    DEFAULT = "default"
-    ALWAYS = "always"
-    NEVER = "never"
 
 
 @dataclass(frozen=True, slots=True)

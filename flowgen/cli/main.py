@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from flowgen import __version__
+import flowgen
 from flowgen.cli.console import out
 from flowgen.cli.graph import graph
 from flowgen.cli.observe import observe
@@ -18,12 +18,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain help (click's): readable metavars, examples kept one command per line.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"flowgen {__version__}")
+        out.print(f"flowgen {flowgen.__version__}")
         raise typer.Exit()
 
 
@@ -37,5 +40,11 @@ def main(
 
 
 # `flowgen --help` lists the pipeline in order.
-for command in (observe, graph, generate, verify, diff):
-    app.command()(command)
+for command, summary in (
+    (observe, "Observe flows (from Hubble Relay or files) into the store."),
+    (graph, "Show the observed communication graph."),
+    (generate, "Generate least-privilege CiliumNetworkPolicies."),
+    (verify, "Replay observed requests against policies: what would drop?"),
+    (diff, "Compare existing policies with the evidence and the proposal."),
+):
+    app.command(short_help=summary)(command)

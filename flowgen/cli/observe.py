@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from rich.live import Live
 
 from flowgen.cli.console import (
     InputOption,
@@ -26,20 +25,18 @@ from flowgen.cli.console import (
     err,
     errors_boundary,
     out,
+    typed,
     warn,
 )
 from flowgen.cli.timespec import parse_duration, parse_since, parse_time
 from flowgen.errors import InputError, UsageError
-from flowgen.graph.builder import BuildOptions, GraphBuilder
-from flowgen.graph.session import Observation, ObserveSummary
-from flowgen.graph.session import observe as run_observation
-from flowgen.graph.store import Store, new_run_id
-from flowgen.ingest.dialing import Connection
-from flowgen.ingest.events import Connected, Event, Lost, NodeStatus, Reconnecting, Source
-from flowgen.ingest.files import FileSource
-from flowgen.ingest.hubble import RelayStream
-from flowgen.ingest.jsonlines import JsonLineReader
-from flowgen.ingest.query import Query
+
+if TYPE_CHECKING:
+    from flowgen.graph.session import Observation, ObserveSummary
+    from flowgen.ingest.dialing import Connection
+    from flowgen.ingest.events import Event, Source
+    from flowgen.ingest.hubble import RelayStream
+    from flowgen.ingest.query import Query
 
 # How many malformed-line locations the text summary shows.
 SHOWN_PROBLEMS = 5
@@ -56,49 +53,69 @@ class OutputFormat(enum.StrEnum):
 
 
 def observe(
+    context: typer.Context,
     input_file: InputOption = None,
     server: Annotated[
         str,
         typer.Option(
             "--server",
             envvar=["FLOWGEN_SERVER", "HUBBLE_SERVER"],
+            metavar="HOST:PORT",
             help="Hubble Relay address; a tls:// prefix turns TLS on.",
         ),
     ] = "localhost:4245",
     tls: Annotated[bool, typer.Option("--tls", help="Connect with TLS (server certificate verified).")] = False,
     tls_ca_cert_files: Annotated[
-        list[Path] | None, typer.Option("--tls-ca-cert-files", help="PEM CA bundle to verify the server (repeatable).")
+        list[Path] | None,
+        typer.Option("--tls-ca-cert-files", metavar="FILE", help="PEM CA bundle to verify the server (repeatable)."),
     ] = None,
     tls_client_cert_file: Annotated[
-        Path | None, typer.Option("--tls-client-cert-file", help="Client certificate for mutual TLS.")
+        Path | None, typer.Option("--tls-client-cert-file", metavar="FILE", help="Client certificate for mutual TLS.")
     ] = None,
     tls_client_key_file: Annotated[
-        Path | None, typer.Option("--tls-client-key-file", help="Client key for mutual TLS.")
+        Path | None, typer.Option("--tls-client-key-file", metavar="FILE", help="Client key for mutual TLS.")
     ] = None,
     tls_server_name: Annotated[
-        str | None, typer.Option("--tls-server-name", help="Name to verify, e.g. hubble.hubble-relay.cilium.io.")
+        str | None,
+        typer.Option("--tls-server-name", metavar="NAME", help="Name to verify, e.g. hubble.hubble-relay.cilium.io."),
     ] = None,
     tls_allow_insecure: Annotated[
         bool, typer.Option("--tls-allow-insecure", help="Do not verify the server certificate (insecure).")
     ] = False,
-    timeout: Annotated[str, typer.Option("--timeout", help="How long to wait for the connection.")] = "5s",
+    timeout: Annotated[
+        str, typer.Option("--timeout", metavar="DURATION", help="How long to wait for the connection.")
+    ] = "5s",
     duration: Annotated[
-        str | None, typer.Option("--duration", help="Stop after this long (1h, 30m, 90s); default: until Ctrl-C.")
+        str | None,
+        typer.Option(
+            "--duration", metavar="DURATION", help="Stop after this long (1h, 30m, 90s); default: until Ctrl-C."
+        ),
     ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Stop at this time (RFC 3339).")] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Stop at this time (RFC 3339).")] = None,
     since: SinceOption = None,
     namespace: NamespaceOption = None,
     store: StoreOption = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Only summarize; write nothing.")] = False,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Save to the store this often.")] = "60s",
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", metavar="DURATION", help="Save to the store this often.")
+    ] = "60s",
     save_flows: Annotated[
         Path | None,
-        typer.Option("--save-flows", help="Also write the raw flows as jsonpb lines (readable by hubble and flowgen)."),
+        typer.Option(
+            "--save-flows",
+            metavar="FILE",
+            help="Also write the raw flows as jsonpb lines (readable by hubble and flowgen).",
+        ),
     ] = None,
-    max_paths: Annotated[int, typer.Option(help="Distinct HTTP paths kept per edge before folding.", min=1)] = 100,
+    max_paths: Annotated[
+        int, typer.Option(metavar="N", help="Distinct HTTP paths kept per edge before folding.", min=1)
+    ] = 100,
     strict: Annotated[bool, typer.Option(help="Files: stop at the first malformed line (exit 1).")] = False,
     output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Summary format; auto is text on a terminal, else JSON.")
+        OutputFormat,
+        typer.Option(
+            "--output", "-o", metavar="FORMAT", help="Summary format: auto (text on a terminal, else JSON), text, json."
+        ),
     ] = OutputFormat.auto,
 ) -> None:
     """Observe flows (from Hubble Relay or files) and add them to the store.
@@ -109,13 +126,23 @@ def observe(
 
     Example:
 
-        flowgen observe --input-file fixtures/flows/demo.jsonl --store /tmp/flowgen-store
-
-        cilium hubble port-forward &  flowgen observe --duration 1h -n shop
-
+    \b
+        flowgen observe -i fixtures/flows/demo.jsonl --store /tmp/flowgen-store
+        cilium hubble port-forward &
+        flowgen observe --duration 1h -n shop
         hubble observe -o json --last 1000 | flowgen observe -i -
     """
     with errors_boundary():
+        # Imported here: `flowgen --help` must not wait for pandas, pyarrow and grpc.
+        from flowgen.graph.builder import BuildOptions, GraphBuilder  # noqa: PLC0415
+        from flowgen.graph.session import Observation  # noqa: PLC0415
+        from flowgen.graph.session import observe as run_observation  # noqa: PLC0415
+        from flowgen.graph.store import Store, new_run_id  # noqa: PLC0415
+        from flowgen.ingest.dialing import Connection  # noqa: PLC0415
+        from flowgen.ingest.files import FileSource  # noqa: PLC0415
+        from flowgen.ingest.jsonlines import JsonLineReader  # noqa: PLC0415
+        from flowgen.ingest.query import Query  # noqa: PLC0415
+
         now = datetime.now(UTC)
         since_at = parse_since(since, "--since", now) if since else None
         every = parse_duration(checkpoint, "--checkpoint").total_seconds()
@@ -123,14 +150,22 @@ def observe(
         fmt = (
             output if output is not OutputFormat.auto else (OutputFormat.text if out.is_terminal else OutputFormat.json)
         )
-        if input_file and (save_flows or duration or until):
-            raise UsageError("--save-flows, --duration and --until apply to live streams, not to --input-file")
+        if input_file:
+            live = [flag for name, flag in _LIVE_ONLY.items() if typed(context, name)]
+            if live:
+                raise UsageError(
+                    f"{', '.join(live)} apply to a live relay stream, not to --input-file; "
+                    "read files or stream from a relay, one at a time"
+                )
         namespaces = frozenset(namespace or ())
         seconds = parse_duration(duration, "--duration").total_seconds() if duration else None
+        target = Store(store_at) if store_at else None
         with _saving(save_flows) as save:
             source: Source
             if input_file:
-                source = FileSource(input_file, JsonLineReader(strict=strict, warn=warn))
+                # Lines an earlier run into this store already took are not counted twice.
+                resume = target.taken() if target is not None else {}
+                source = FileSource(input_file, JsonLineReader(strict=strict, warn=warn), resume=resume)
                 described = ", ".join(input_file)
             else:
                 connection = Connection(
@@ -143,19 +178,12 @@ def observe(
                     allow_insecure=tls_allow_insecure,
                     timeout=parse_duration(timeout, "--timeout").total_seconds(),
                 )
-                if connection.warning:
-                    warn(connection.warning)
-                query = Query(
-                    namespaces=tuple(sorted(namespaces)),
-                    since=since_at,
-                    until=parse_time(until, "--until") if until else None,
-                )
-                deadline = time.monotonic() + seconds if seconds is not None else None
-                source = RelayStream(connection, query, deadline=deadline, save=save)
+                query = Query(tuple(sorted(namespaces)), since_at, parse_time(until, "--until") if until else None)
+                source = _relay(connection, query, seconds, save)
                 described = f"relay {server}"
             session = Observation(
                 GraphBuilder(BuildOptions(max_paths=max_paths)),
-                store=Store(store_at) if store_at else None,
+                store=target,
                 run=new_run_id(now),
                 describe=described,
                 namespaces=namespaces,
@@ -163,14 +191,44 @@ def observe(
                 checkpoint_every=every,
             )
             with _graceful_stop(session):
-                if isinstance(source, RelayStream):
-                    summary = _follow(source, session, seconds)
-                else:
-                    summary = run_observation(source, session)
+                summary = run_observation(source, session) if input_file else _follow(source, session, seconds)
         if fmt is OutputFormat.json:
             sys.stdout.write(orjson.dumps(summary.to_json()).decode() + "\n")
         else:
             _print_summary(summary)
+        if summary.already_observed and not summary.lines:
+            err.print(
+                f"Nothing new: {', '.join(summary.inputs)} was observed into this store before "
+                f"({summary.already_observed} lines); nothing was written. Use another --store to read it again"
+            )
+        if summary.stopped_by and summary.inputs:
+            # Files are read to their end; an interrupted read is incomplete (the next run resumes it).
+            raise typer.Exit(128 + signal.Signals[summary.stopped_by].value)
+
+
+def _relay(connection: Connection, query: Query, seconds: float | None, save: IO[bytes] | None) -> RelayStream:
+    from flowgen.ingest.hubble import RelayStream  # noqa: PLC0415 - grpc, only when streaming
+
+    if connection.warning:
+        warn(connection.warning)
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    return RelayStream(connection, query, deadline=deadline, save=save)
+
+
+# Options that only make sense for a live stream (parameter name -> flag).
+_LIVE_ONLY = {
+    "server": "--server",
+    "tls": "--tls",
+    "tls_ca_cert_files": "--tls-ca-cert-files",
+    "tls_client_cert_file": "--tls-client-cert-file",
+    "tls_client_key_file": "--tls-client-key-file",
+    "tls_server_name": "--tls-server-name",
+    "tls_allow_insecure": "--tls-allow-insecure",
+    "timeout": "--timeout",
+    "duration": "--duration",
+    "until": "--until",
+    "save_flows": "--save-flows",
+}
 
 
 @contextmanager
@@ -201,7 +259,7 @@ def _saving(path: Path | None) -> Iterator[IO[bytes] | None]:
         yield stream
 
 
-def _follow(stream: RelayStream, session: Observation, seconds: float | None) -> ObserveSummary:
+def _follow(stream: Source, session: Observation, seconds: float | None) -> ObserveSummary:
     """Run the live stream, printing what the relay says, with a progress display on a terminal."""
     started = time.monotonic()
 
@@ -216,9 +274,15 @@ def _follow(stream: RelayStream, session: Observation, seconds: float | None) ->
             f"nodes {len(counters.nodes_connected) or len(summary.nodes)}  {elapsed:.0f}s{remaining}"
         )
 
+    from flowgen.graph.session import observe as run_observation  # noqa: PLC0415
+
     if not err.is_terminal:
         return run_observation(stream, session, _notice)
-    with Live(status(), console=err, refresh_per_second=2, transient=True) as live:
+    from rich.console import Console  # noqa: PLC0415 - the progress display, on a terminal only
+    from rich.live import Live  # noqa: PLC0415
+
+    view = Console(stderr=True, highlight=False, markup=False)
+    with Live(status(), console=view, refresh_per_second=2, transient=True) as live:
 
         def update(event: Event | None) -> None:
             _notice(event)
@@ -228,6 +292,8 @@ def _follow(stream: RelayStream, session: Observation, seconds: float | None) ->
 
 
 def _notice(event: Event | None) -> None:
+    from flowgen.ingest.events import Connected, Lost, NodeStatus, Reconnecting  # noqa: PLC0415
+
     if isinstance(event, Reconnecting):
         err.print(f"Relay stream lost ({event.error}); reconnecting in {event.delay:.1f}s (attempt {event.attempt})")
     elif isinstance(event, Connected):
@@ -249,6 +315,8 @@ def _print_summary(s: ObserveSummary) -> None:
         out.print(f"Read {s.lines} records from {len(s.inputs)} input(s): {s.flows} flows")
     else:
         out.print(f"Received {s.flows} flows from Hubble Relay ({s.reconnects} reconnects)")
+    if s.already_observed:
+        out.print(f"  resumed:    after {s.already_observed} lines an earlier run into this store took")
     filtered = f" ({s.filtered_out} outside -n)" if s.filtered_out else ""
     out.print(f"  kept:       {s.kept}{filtered}")
     out.print(f"  skipped:    {_counts(s.skipped)}")
@@ -274,7 +342,7 @@ def _print_summary(s: ObserveSummary) -> None:
     out.print(f"  not used:   {_counts(s.not_evidence)}")
     if s.folded_paths:
         out.print(f"  folded:     {s.folded_paths} requests had their HTTP path folded (see flowgen graph)")
-    where = f"saved to {s.checkpoint}" if s.checkpoint else "not saved (--no-store)"
+    where = f"saved to {s.checkpoint}" if s.checkpoint else "not saved (--no-store)" if s.store is None else "not saved"
     out.print(f"  graph:      {s.edges} edges, {where}")
     if s.stopped_by:
         out.print(f"  stopped by: {s.stopped_by} (last checkpoint kept)")

@@ -1,30 +1,20 @@
-"""The policy commands: generate, verify, diff (registered on the app by cli.py)."""
+"""The policy commands: generate, verify, diff. The library is imported when a command runs."""
 
 from __future__ import annotations
 
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 
-from flowgen.check.diff import compare
-from flowgen.check.engine import Engine, Mode
-from flowgen.check.report import (
-    comparison_json,
-    comparison_markdown,
-    comparison_text,
-    notes_json,
-    notes_markdown,
-    verification_json,
-    verification_markdown,
-    verification_text,
-)
-from flowgen.check.verify import verify as replay
-from flowgen.cilium import DEFAULT_DENY_SWITCH
+from flowgen.cilium import DEFAULT_DENY_SWITCH, Mode, Release
 from flowgen.cli.console import (
+    DEFAULT_RELEASE_TEXT,
+    AllowPartialOption,
+    CiliumVersionOption,
     InputOption,
     NamespaceOption,
     SinceOption,
@@ -34,26 +24,35 @@ from flowgen.cli.console import (
     errors_boundary,
     observed,
     parse_release,
+    write,
 )
 from flowgen.cli.timespec import parse_duration
 from flowgen.errors import FlowgenError, InputError, UsageError
-from flowgen.policy.cluster import cluster_policies
-from flowgen.policy.folder import read_policies, write_policies
-from flowgen.policy.model import Policy
-from flowgen.policy.render import dump
-from flowgen.policy.validation import validate
-from flowgen.synth.notes import Note, Proposal
-from flowgen.synth.synth import L7Mode, Options, WorldMode, synthesize
+from flowgen.synth.options import L7Mode, WorldMode
+
+if TYPE_CHECKING:
+    from flowgen.policy.model import Policy
+    from flowgen.synth.notes import Note, Proposal
 
 # How many notes of one kind generate prints (all go to --report).
 SHOWN_NOTES = 10
+
+
+class PolicyFormat(enum.StrEnum):
+    yaml = "yaml"
+    json = "json"
 
 
 def generate(
     context: typer.Context,
     namespace: Annotated[
         list[str] | None,
-        typer.Option("--namespace", "-n", help="Generate policies for the workloads of this namespace (repeatable)."),
+        typer.Option(
+            "--namespace",
+            "-n",
+            metavar="NS",
+            help="Generate policies for the workloads of this namespace (repeatable).",
+        ),
     ] = None,
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", "-A", help="Generate for every namespace seen.")
@@ -61,28 +60,59 @@ def generate(
     input_file: InputOption = None,
     store: StoreOption = None,
     since: SinceOption = None,
+    allow_partial: AllowPartialOption = False,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Directory for one file per policy + kustomization.yaml; - prints.")
-    ] = "-",
-    cilium_version: Annotated[
-        str,
-        typer.Option("--cilium-version", help="Policy language of this Cilium release (1.16 ... 1.20), or auto."),
-    ] = "1.19",
-    l7: Annotated[L7Mode, typer.Option("--l7", help="Which L7 rules to write where L7 was seen.")] = L7Mode.ALL,
+        PolicyFormat,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FORMAT",
+            help="Print the policies as yaml (a multi-document stream) or json (one List).",
+        ),
+    ] = PolicyFormat.yaml,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-d",
+            metavar="DIR",
+            help="Write one file per policy and a kustomization.yaml into DIR (replaced whole) instead.",
+        ),
+    ] = None,
+    cilium_version: CiliumVersionOption = DEFAULT_RELEASE_TEXT,
+    l7: Annotated[
+        L7Mode,
+        typer.Option("--l7", metavar="WHICH", help="Which L7 rules to write where L7 was seen: all, http or none."),
+    ] = L7Mode.ALL,
     world: Annotated[
-        WorldMode, typer.Option("--world", help="Egress to outside addresses without a DNS name: /32 CIDRs or world.")
+        WorldMode,
+        typer.Option(
+            "--world",
+            metavar="AS",
+            help="Egress to outside addresses without a DNS name: cidr (/32 rules) or entity (world).",
+        ),
     ] = WorldMode.CIDR,
     world_clients: Annotated[
-        int, typer.Option(help="Distinct outside clients on a port from which ingress allows the world entity.", min=1)
+        int,
+        typer.Option(
+            metavar="N", help="Distinct outside clients on a port from which ingress allows the world entity.", min=1
+        ),
     ] = 5,
     dns_collapse: Annotated[
-        int, typer.Option(help="DNS names under one parent past which they collapse to *.parent.", min=1)
+        int, typer.Option(metavar="N", help="DNS names under one parent past which they collapse to *.parent.", min=1)
     ] = 10,
     path_collapse: Annotated[
-        int, typer.Option(help="HTTP paths per peer, port and method past which they collapse by prefix.", min=1)
+        int,
+        typer.Option(
+            metavar="N", help="HTTP paths per peer, port and method past which they collapse by prefix.", min=1
+        ),
     ] = 20,
-    min_flows: Annotated[int, typer.Option(help="Report workloads with fewer flows than this.", min=0)] = 10,
-    min_span: Annotated[str, typer.Option(help="Report workloads observed for less than this.")] = "1h",
+    min_flows: Annotated[
+        int, typer.Option(metavar="N", help="Report workloads with fewer flows than this.", min=0)
+    ] = 10,
+    min_span: Annotated[
+        str, typer.Option(metavar="DURATION", help="Report workloads observed for less than this.")
+    ] = "1h",
     default_deny: Annotated[
         bool, typer.Option("--default-deny", help="Add a per-namespace default deny that still allows DNS.")
     ] = False,
@@ -90,7 +120,8 @@ def generate(
         bool, typer.Option("--clusterwide", help="Add cluster-wide baselines (DNS for every pod, probes from host).")
     ] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Also write the notes to this file (.md Markdown or .json).")
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Also write the notes to this file (.md Markdown or .json)."),
     ] = None,
 ) -> None:
     """Generate least-privilege CiliumNetworkPolicies from the observed graph.
@@ -101,11 +132,17 @@ def generate(
 
     Example:
 
-        flowgen generate -n shop --store /tmp/flowgen-store --output policies/
-
+    \b
+        flowgen generate -n shop --store /tmp/flowgen-store -d policies/
         flowgen generate -A -i fixtures/flows/demo.jsonl --default-deny
     """
     with errors_boundary():
+        from flowgen.policy.folder import write_policies  # noqa: PLC0415
+        from flowgen.policy.render import dump, to_document  # noqa: PLC0415
+        from flowgen.policy.validation import validate  # noqa: PLC0415
+        from flowgen.synth.options import Options  # noqa: PLC0415
+        from flowgen.synth.synth import synthesize  # noqa: PLC0415
+
         if not namespace and not all_namespaces:
             raise UsageError("say which workloads to generate for: -n NAMESPACE (repeatable) or -A")
         version = parse_release(cilium_version)
@@ -122,30 +159,40 @@ def generate(
             clusterwide=clusterwide,
             command=command_line(context),
         )
+        if output_dir is not None and output is PolicyFormat.json:
+            raise UsageError(
+                "--output-dir writes YAML files (each starts with the command that regenerates it); "
+                "leave out -o json, or print a JSON List with -o json and no --output-dir"
+            )
         if clusterwide and version < DEFAULT_DENY_SWITCH:
             raise UsageError("--clusterwide needs Cilium 1.16 or later (enableDefaultDeny)")
-        proposal = synthesize(
-            observed(input_file, store, since).edges(), [] if all_namespaces else namespace or [], options
-        )
+        scope = [] if all_namespaces else namespace or []
+        evidence = observed(input_file, store, since, namespaces=scope, allow_partial=allow_partial)
+        proposal = synthesize(evidence.edges(), scope, options)
         problems = [problem for p in proposal.policies for problem in validate(p, version)]
         if problems:
             raise FlowgenError(
                 "a generated policy would be rejected by Cilium (a flowgen bug; please report it with the "
                 "flows):\n  " + "\n  ".join(problems)
             )
-        if output == "-":
-            sys.stdout.write(dump(proposal.policies))
+        if output_dir is not None:
+            written = write_policies(output_dir, proposal.policies)
+            err.print(f"Wrote {len(proposal.policies)} policies and kustomization.yaml to {output_dir} ({written})")
+        elif output is PolicyFormat.json:
+            documents = [to_document(policy) for policy in proposal.policies]
+            sys.stdout.write(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": documents}).decode() + "\n")
         else:
-            written = write_policies(Path(output), proposal.policies)
-            err.print(f"Wrote {len(proposal.policies)} policies and kustomization.yaml to {output} ({written})")
+            sys.stdout.write(dump(proposal.policies))
         _print_notes(proposal.notes)
         if report is not None:
             _write_report(report, proposal)
 
 
-def _warn_invalid(policies: list[Policy], version: tuple[int, int]) -> None:
+def _warn_invalid(policies: list[Policy], version: Release) -> None:
     """Existing policies Cilium would refuse are still evaluated as written, with a warning:
     in a cluster they would not be enforced at all."""
+    from flowgen.policy.validation import validate  # noqa: PLC0415
+
     for policy in policies:
         for problem in validate(policy, version):
             err.print(f"Warning: Cilium would reject this, so it would not be enforced: {problem}")
@@ -173,6 +220,8 @@ def _print_notes(notes: tuple[Note, ...]) -> None:
 
 
 def _write_report(path: Path, proposal: Proposal) -> None:
+    from flowgen.check.report import notes_json, notes_markdown  # noqa: PLC0415
+
     if path.suffix == ".json":
         text = orjson.dumps(notes_json(proposal), option=orjson.OPT_INDENT_2).decode() + "\n"
     else:
@@ -189,7 +238,10 @@ class ReportFormat(enum.StrEnum):
     json = "json"
 
 
-FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")]
+FormatOption = Annotated[
+    ReportFormat,
+    typer.Option("--output", "-o", "--format", "-f", metavar="FORMAT", help="Report format: text, markdown, json."),
+]
 ExitCodeOption = Annotated[
     bool, typer.Option("--exit-code", help="Exit 1 when anything would be dropped or differs (for CI gates).")
 ]
@@ -198,15 +250,20 @@ ExitCodeOption = Annotated[
 def verify(
     policies: Annotated[
         list[Path],
-        typer.Option("--policies", "-p", help="Policy YAML files or folders (repeatable; CNP and CCNP)."),
+        typer.Option(
+            "--policies", "-p", metavar="PATH", help="Policy YAML files or folders (repeatable; CNP and CCNP)."
+        ),
     ],
     input_file: InputOption = None,
     store: StoreOption = None,
     namespace: NamespaceOption = None,
     since: SinceOption = None,
-    cilium_version: Annotated[str, typer.Option("--cilium-version", help="Cilium release (1.16 ... 1.20).")] = "1.19",
-    mode: Annotated[Mode, typer.Option("--mode", help="Cilium's policy enforcement mode.")] = Mode.DEFAULT,
-    format: FormatOption = ReportFormat.text,
+    allow_partial: AllowPartialOption = False,
+    cilium_version: CiliumVersionOption = DEFAULT_RELEASE_TEXT,
+    mode: Annotated[
+        Mode, typer.Option("--mode", metavar="MODE", help="Cilium's policy enforcement mode: default, always, never.")
+    ] = Mode.DEFAULT,
+    output: FormatOption = ReportFormat.text,
     exit_code: ExitCodeOption = False,
 ) -> None:
     """Replay observed requests against policies and report what they would drop.
@@ -217,29 +274,39 @@ def verify(
 
     Example:
 
-        flowgen verify --policies policies/ --input-file fixtures/flows/demo.jsonl
-
-        flowgen verify -p policies/ --store /tmp/flowgen-store -n shop --format markdown --exit-code
+    \b
+        flowgen verify -p policies/ -i fixtures/flows/demo.jsonl
+        flowgen verify -p policies/ -n shop -o markdown --exit-code
     """
     with errors_boundary():
+        from flowgen.check.engine import Engine  # noqa: PLC0415
+        from flowgen.check.report import verification_json, verification_markdown, verification_text  # noqa: PLC0415
+        from flowgen.check.verify import verify as replay  # noqa: PLC0415
+        from flowgen.policy.folder import read_policies  # noqa: PLC0415
+
         version = parse_release(cilium_version)
         existing, skipped = read_policies(policies)
         for message in skipped:
             err.print(f"Note: {message}")
+        if not existing:
+            raise InputError(
+                f"no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy in {', '.join(map(str, policies))}: "
+                "nothing to verify. Check --policies (files or folders with the policies' YAML)"
+            )
         _warn_invalid(existing, version)
         # From flow files each request is replayed with its endpoints' full labels; from the store, the graph.
-        evidence = observed(input_file, store, since, samples=True)
+        evidence = observed(input_file, store, since, namespaces=namespace, allow_partial=allow_partial, samples=True)
         engine = Engine(existing, mode=mode, version=version)
         result = replay(evidence.edges(), engine, namespace or (), evidence.samples)
-        if format is ReportFormat.json:
+        if output is ReportFormat.json:
             sys.stdout.write(
                 orjson.dumps(verification_json(result, len(existing)), option=orjson.OPT_INDENT_2).decode()
             )
             sys.stdout.write("\n")
-        elif format is ReportFormat.markdown:
-            sys.stdout.write(verification_markdown(result, len(existing)))
+        elif output is ReportFormat.markdown:
+            write(verification_markdown(result, len(existing)))
         else:
-            sys.stdout.write(verification_text(result, len(existing)))
+            write(verification_text(result, len(existing)))
         if exit_code and result.drops:
             raise typer.Exit(1)
 
@@ -248,23 +315,33 @@ def diff(
     context: typer.Context,
     existing: Annotated[
         list[Path] | None,
-        typer.Option("--existing", "-e", help="Existing policy YAML files or folders (a GitOps folder; repeatable)."),
+        typer.Option(
+            "--existing",
+            "-e",
+            metavar="PATH",
+            help="Existing policy YAML files or folders (a GitOps folder; repeatable).",
+        ),
     ] = None,
     from_cluster: Annotated[
         bool, typer.Option("--from-cluster", help="Read the existing CNPs and CCNPs from the cluster (kubectl).")
     ] = False,
-    kube_context: Annotated[str | None, typer.Option("--context", help="kubectl context for --from-cluster.")] = None,
+    kube_context: Annotated[
+        str | None, typer.Option("--context", metavar="NAME", help="kubectl context for --from-cluster.")
+    ] = None,
     namespace: NamespaceOption = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace seen.")] = False,
     input_file: InputOption = None,
     store: StoreOption = None,
     since: SinceOption = None,
-    cilium_version: Annotated[str, typer.Option("--cilium-version", help="Cilium release (1.16 ... 1.20).")] = "1.19",
-    l7: Annotated[L7Mode, typer.Option("--l7", help="L7 rules in the proposal.")] = L7Mode.ALL,
+    allow_partial: AllowPartialOption = False,
+    cilium_version: CiliumVersionOption = DEFAULT_RELEASE_TEXT,
+    l7: Annotated[
+        L7Mode, typer.Option("--l7", metavar="WHICH", help="L7 rules in the proposal: all, http or none.")
+    ] = L7Mode.ALL,
     default_deny: Annotated[
         bool, typer.Option("--default-deny", help="The proposal includes per-namespace default deny.")
     ] = False,
-    format: FormatOption = ReportFormat.text,
+    output: FormatOption = ReportFormat.text,
     exit_code: ExitCodeOption = False,
 ) -> None:
     """Compare existing policies with what the observed traffic needs and with the proposal.
@@ -276,11 +353,18 @@ def diff(
 
     Example:
 
-        flowgen diff --existing gitops/policies/ -n shop --input-file fixtures/flows/demo.jsonl
-
-        flowgen diff --from-cluster --context prod -A --store /tmp/flowgen-store --format markdown
+    \b
+        flowgen diff -e gitops/policies/ -n shop -i fixtures/flows/demo.jsonl
+        flowgen diff --from-cluster --context prod -A -o markdown
     """
     with errors_boundary():
+        from flowgen.check.diff import compare  # noqa: PLC0415
+        from flowgen.check.report import comparison_json, comparison_markdown, comparison_text  # noqa: PLC0415
+        from flowgen.policy.cluster import cluster_policies  # noqa: PLC0415
+        from flowgen.policy.folder import read_policies  # noqa: PLC0415
+        from flowgen.synth.options import Options  # noqa: PLC0415
+        from flowgen.synth.synth import synthesize  # noqa: PLC0415
+
         if bool(existing) == from_cluster:
             raise UsageError("say where the existing policies are: --existing DIR (repeatable) or --from-cluster")
         if not namespace and not all_namespaces:
@@ -293,18 +377,18 @@ def diff(
         for message in skipped:
             err.print(f"Note: {message}")
         _warn_invalid(current, version)
-        evidence = observed(input_file, store, since, samples=True)
         scope = [] if all_namespaces else namespace or []
+        evidence = observed(input_file, store, since, namespaces=scope, allow_partial=allow_partial, samples=True)
         options = Options(version=version, l7=l7, default_deny=default_deny, command=command_line(context))
         proposal = synthesize(evidence.edges(), scope, options)
         comparison = compare(
             evidence.edges(), current, proposal.policies, scope, version=version, samples=evidence.samples
         )
-        if format is ReportFormat.json:
+        if output is ReportFormat.json:
             sys.stdout.write(orjson.dumps(comparison_json(comparison), option=orjson.OPT_INDENT_2).decode() + "\n")
-        elif format is ReportFormat.markdown:
-            sys.stdout.write(comparison_markdown(comparison))
+        elif output is ReportFormat.markdown:
+            write(comparison_markdown(comparison))
         else:
-            sys.stdout.write(comparison_text(comparison))
+            write(comparison_text(comparison))
         if exit_code and comparison.changed:
             raise typer.Exit(1)

@@ -237,6 +237,18 @@ class Graph:
         """One Edge per edge, hours and nodes folded, in a deterministic order."""
         return edges(collapse(self.frame))
 
+    def namespaces(self) -> list[str]:
+        """The namespaces either end of some edge is in, sorted."""
+        frame = self.frame
+        return sorted((set(frame["src_ns"]) | set(frame["dst_ns"])) - {""})
+
+    def window(self) -> tuple[datetime, datetime] | None:
+        """The first and last time evidence was seen (None for an empty graph)."""
+        if self.frame.empty:
+            return None
+        first, last = self.frame["first"].min(), self.frame["last"].max()
+        return pd.Timestamp(first).to_pydatetime(), pd.Timestamp(last).to_pydatetime()
+
     def edge_count(self) -> int:
         """How many edges edges() would give."""
         return len(collapse(self.frame))

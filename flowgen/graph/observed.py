@@ -9,17 +9,17 @@ replay needs to judge selectors on labels the graph leaves out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from flowgen.errors import InputError
+from flowgen.errors import InputError, StoreError
 from flowgen.graph.builder import GraphBuilder
 from flowgen.graph.edge import Edge, Sample
 from flowgen.graph.frame import Graph
 from flowgen.graph.session import Observation
-from flowgen.graph.store import Store
+from flowgen.graph.store import RUNS, Store
 from flowgen.ingest.files import FileSource
 from flowgen.ingest.jsonlines import JsonLineReader
 
@@ -47,20 +47,60 @@ def load(
     *,
     warn: Callable[[str], None],
     samples: bool = False,
+    namespaces: Iterable[str] = (),
+    allow_partial: bool = False,
 ) -> Observed:
     """The graph built from `inputs` when given (with samples when asked), else read from `store`.
-    Only evidence from `since` on counts. `warn` receives what the reader or the store skipped."""
+    Only evidence from `since` on counts. `warn` receives what the reader or the store skipped.
+
+    Raises when there is nothing to work from: no evidence at all, none since `since`, none
+    touching `namespaces`; the message says what there is. A store file that cannot be read is
+    an error too (a graph from part of the evidence would drop rules silently), unless
+    `allow_partial`."""
+    wanted = sorted(set(namespaces))
     if inputs:
         source = FileSource(inputs, JsonLineReader(warn=warn))
         builder = GraphBuilder(samples=samples)
-        Observation(builder, since=since).read(source)
-        return Observed(builder.graph(), builder.samples() if samples else None)
-    loaded = Store(store).load(since)
-    for path, reason in loaded.problems:
-        warn(f"skipping unreadable store file {path}: {reason}")
+        session = Observation(builder, since=since)
+        session.read(source)
+        found = Observed(builder.graph(), builder.samples() if samples else None)
+        where = f"the flows in {', '.join(inputs)}"
+        if since is not None and not len(found.graph) and session.counters.before_since:
+            raise InputError(
+                f"nothing since {since:%Y-%m-%d %H:%M} UTC: all {session.counters.before_since} flows in "
+                f"{', '.join(inputs)} are older. Pass an earlier --since"
+            )
+        _check_scope(found.graph, found.graph, where, since, wanted)
+        return found
+    loaded = Store(store).load()
+    if loaded.problems:
+        damaged = "; ".join(f"{path} ({reason})" for path, reason in loaded.problems)
+        if not allow_partial:
+            raise StoreError(
+                f"the store at {store} has files that cannot be read: {damaged}. Move them out of "
+                f"{store / RUNS} (they may be cut short), or pass --allow-partial to work from the rest"
+            )
+        warn(f"working from part of the store (--allow-partial); skipped: {damaged}")
     if not loaded.runs:
         raise InputError(
             f"the store at {store} holds no observations yet; run `flowgen observe` first "
             "(or pass --store DIR / --input-file FILE)"
         )
-    return Observed(loaded.graph)
+    found = Observed(loaded.graph.since(since))
+    _check_scope(found.graph, loaded.graph, f"the store at {store}", since, wanted)
+    return found
+
+
+def _check_scope(found: Graph, whole: Graph, where: str, since: datetime | None, namespaces: list[str]) -> None:
+    """Nothing to work from is an error that says what there is."""
+    window = whole.window()
+    if window is None:
+        raise InputError(f"no evidence in {where} (no request at a policy decision point); nothing to work from")
+    held = f"evidence in {where} runs from {window[0]:%Y-%m-%d %H:%M} to {window[1]:%Y-%m-%d %H:%M} UTC"
+    if since is not None and not len(found):
+        raise InputError(f"nothing since {since:%Y-%m-%d %H:%M} UTC: {held}. Pass an earlier --since")
+    if namespaces and not len(found.touching(namespaces)):
+        raise InputError(
+            f"nothing for namespace {', '.join(namespaces)}: {held}, for namespaces "
+            f"{', '.join(found.namespaces()) or 'none'}. Check -n"
+        )

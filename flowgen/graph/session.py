@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flowgen.errors import InputError
 from flowgen.graph.builder import GraphBuilder
 from flowgen.graph.evidence import Use
 from flowgen.graph.store import Store
 from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting, Source
-from flowgen.ingest.files import FileSource
+from flowgen.ingest.files import FileSource, Taken
 from flowgen.ingest.flow import Flow
 from flowgen.ingest.hubble import RelayStream
 from flowgen.ingest.summary import FlowSummary, count
@@ -102,8 +103,9 @@ class Observation:
         add, counters, summary = self.builder.add, self.counters, self.summary
         namespaces, since = self.namespaces, self.since
         clock, tick = self._clock, self._clock() + _TICK
+        events = source.events()
         try:
-            for event in source.events():
+            for event in events:
                 if isinstance(event, Flow):
                     counters.flows += 1
                     if since is not None and event.time is not None and event.time < since:
@@ -122,6 +124,10 @@ class Observation:
                     if progress is not None:
                         progress(None)
         finally:
+            # Closed here, not whenever it is collected: a source counts what it read when it closes.
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
             self._source = None
 
     def _notice(self, event: Event) -> None:
@@ -210,6 +216,8 @@ class ObserveSummary:
     checkpoint: str | None
     stopped_by: str | None
     saved_flows: int
+    # Lines of the files skipped because an earlier run into the same store took them.
+    already_observed: int = 0
 
     def to_json(self) -> dict[str, object]:
         """The summary as JSON values (times in RFC 3339), keys in a fixed order."""
@@ -241,24 +249,54 @@ class ObserveSummary:
             "checkpoint": self.checkpoint,
             "stopped_by": self.stopped_by,
             "saved_flows": self.saved_flows,
+            "already_observed": self.already_observed,
         }
 
 
 def observe(
     source: Source, session: Observation, progress: Callable[[Event | None], None] | None = None
 ) -> ObserveSummary:
-    """A whole observe run: read the source into the session, take the last checkpoint, summarize."""
+    """A whole observe run: read the source into the session, take the last checkpoint, summarize.
+
+    Files that hold no flow at all are an error (nothing is written). Files an earlier run into
+    the same store read completely are skipped; when nothing new was read, nothing is written."""
     files = source if isinstance(source, FileSource) else None
     if files is not None:
         read = files.report
         session.with_meta(
             lambda: {
                 "read": {"lines": read.lines, "malformed": read.malformed, "skipped": _plain(read.skipped)},
+                "inputs": [_taken(taken) for taken in files.taken()],
             }
         )
     session.read(source, progress)
+    if files is not None and session.counters.flows == 0 and not session.stop_reason:
+        if files.report.lines or not files.skipped:
+            raise InputError(_no_flows(files))
+        return summarize(session, source)
     session.checkpoint()
     return summarize(session, source)
+
+
+def _no_flows(files: FileSource) -> str:
+    read = files.report
+    what = [f"{read.lines} records read"]
+    if read.malformed:
+        what.append(f"{read.malformed} malformed")
+    what.extend(f"{count} {kind}" for kind, count in sorted(read.skipped.items()))
+    return (
+        f"no Hubble flow in {', '.join(files.paths)} ({', '.join(what)}); nothing was stored. "
+        "Pass files written by `hubble observe -o json` or the Hubble exporter"
+    )
+
+
+def _taken(taken: Taken) -> dict[str, object]:
+    return {
+        "input": taken.input,
+        "fingerprint": taken.fingerprint,
+        "position": taken.position,
+        "complete": taken.complete,
+    }
 
 
 def summarize(session: Observation, source: Source) -> ObserveSummary:
@@ -293,6 +331,7 @@ def summarize(session: Observation, source: Source) -> ObserveSummary:
         checkpoint=str(session.last_checkpoint) if session.last_checkpoint else None,
         stopped_by=session.stop_reason or None,
         saved_flows=source.stats.saved if isinstance(source, RelayStream) else 0,
+        already_observed=source.skipped if isinstance(source, FileSource) else 0,
     )
 
 

@@ -140,6 +140,23 @@ class Store:
             runs.append(RunInfo(str(meta.get("run", path.stem)), path, table.num_rows, meta))
         return Loaded(Graph.merge(graphs), runs, problems)
 
+    def taken(self) -> dict[str, int]:
+        """For each input file earlier runs read (by fingerprint, see flowgen.ingest.files.Taken),
+        the most lines any of them took. Unreadable files are left to load() to report."""
+        found: dict[str, int] = {}
+        for path in self.files():
+            try:
+                meta = _meta(pq.read_schema(path))
+            except (OSError, pa.ArrowException):
+                continue
+            inputs = meta.get("inputs")
+            for taken in inputs if isinstance(inputs, list) else []:
+                if isinstance(taken, dict):
+                    fingerprint, position = taken.get("fingerprint"), taken.get("position")
+                    if isinstance(fingerprint, str) and fingerprint and isinstance(position, int):
+                        found[fingerprint] = max(found.get(fingerprint, 0), position)
+        return found
+
     def _clean_stale(self) -> None:
         cutoff = time.time() - _STALE_SECONDS
         for path in self._temporaries():
@@ -151,8 +168,9 @@ class Store:
         return (p for p in self.runs_dir.iterdir() if p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX))
 
 
-def _meta(table: pa.Table) -> dict[str, object]:
-    raw = (table.schema.metadata or {}).get(_META_KEY)
+def _meta(table: pa.Table | pa.Schema) -> dict[str, object]:
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    raw = (schema.metadata or {}).get(_META_KEY)
     if not raw:
         return {}
     try:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import itertools
 import sys
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +19,8 @@ from flowgen.ingest.flow import Flow
 from flowgen.ingest.jsonlines import JsonLineReader, ReadReport
 
 STDIN = "-"
+# How much of a file's head identifies it (see Taken).
+FINGERPRINT_BYTES = 64 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -51,16 +56,38 @@ def _open(name: str, stack: ExitStack) -> IO[bytes]:
     return stream
 
 
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """How far a run read one input file: lines 1..`position` are in its graph. A later run
+    into the same store skips them (`fingerprint` recognizes the file, also once it grew)."""
+
+    input: str
+    fingerprint: str
+    position: int
+    complete: bool
+
+
 class FileSource:
     """Hubble JSON files as a flow source (flowgen.ingest.events.Source): the flows and
     lost-event notices of each file in turn. "-" is stdin; gzip is detected by content.
     Inputs are checked when the source is made, before anything is read; what the reader
-    met besides flows (skipped records, malformed lines) is in `report`."""
+    met besides flows (skipped records, malformed lines) is in `report`.
 
-    def __init__(self, paths: Sequence[str], reader: JsonLineReader | None = None) -> None:
+    `resume` maps a file's fingerprint to the lines an earlier run already took from it;
+    those lines are skipped (`skipped` counts them), so reading a file again after an
+    interruption does not count its flows twice. stdin cannot be recognized, so it is
+    always read whole."""
+
+    def __init__(
+        self, paths: Sequence[str], reader: JsonLineReader | None = None, *, resume: Mapping[str, int] | None = None
+    ) -> None:
         check_inputs(paths)
         self.paths = tuple(paths)
         self.reader = reader if reader is not None else JsonLineReader()
+        self.skipped = 0
+        self._resume = resume or {}
+        self._taken: list[Taken] = []
+        self._current: tuple[str, str, int] | None = None
         self._stopping = False
 
     @property
@@ -70,16 +97,52 @@ class FileSource:
     def stop(self) -> None:
         self._stopping = True
 
+    def taken(self) -> list[Taken]:
+        """How far each file was read so far (stdin is not listed)."""
+        found = list(self._taken)
+        if self._current is not None:
+            name, fingerprint, start = self._current
+            found.append(Taken(name, fingerprint, max(start, self.reader.line), complete=False))
+        return found
+
     def events(self) -> Iterator[Flow | Lost]:
         for name in self.paths:
             if self._stopping:
                 return
+            fingerprint = "" if name == STDIN else _fingerprint(name)
+            start = self._resume.get(fingerprint, 0) if fingerprint else 0
             with ExitStack() as stack:
                 stream = _open(name, stack)
+                lines: Iterable[bytes] = stream
+                if start:
+                    lines = itertools.islice(stream, start, None)
+                    # Count what is skipped, so the file's end can be told from a file that shrank.
+                    self.skipped += start
+                if fingerprint:
+                    self._current = (name, fingerprint, start)
+                complete = False
                 try:
-                    yield from self.reader.read(stream, "stdin" if name == STDIN else name)
+                    yield from self.reader.read(lines, "stdin" if name == STDIN else name, first=start + 1)
+                    complete = True
                 except (OSError, EOFError, gzip.BadGzipFile) as err:
                     raise InputError(f"reading {name}: {err}. The file may be cut short or not gzip") from err
+                finally:
+                    self._current = None
+                    if fingerprint:
+                        # A malformed last line without a line end may still be being written: not taken.
+                        position = max(start, self.reader.line - self.reader.cut_short)
+                        self._taken.append(Taken(name, fingerprint, position, complete=complete))
+
+
+def _fingerprint(name: str) -> str:
+    """What recognizes a file across runs: a hash of its first bytes (its head does not change
+    when an exporter appends to it, or when it is renamed)."""
+    try:
+        with Path(name).open("rb") as stream:
+            head = stream.read(FINGERPRINT_BYTES)
+    except OSError as err:
+        raise InputError(f"cannot read {name}: {err.strerror}") from err
+    return hashlib.sha256(head).hexdigest()[:32]
 
 
 def read_files(paths: Sequence[str], reader: JsonLineReader | None = None) -> Iterator[Flow]:

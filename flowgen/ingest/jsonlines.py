@@ -45,6 +45,8 @@ _M = TypeVar("_M", bound=Message)
 
 # How many malformed-line locations a report keeps (all are counted).
 MAX_PROBLEMS_KEPT = 20
+# How many malformed lines are warned about one by one (the rest are counted).
+WARNED_PROBLEMS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +204,16 @@ class JsonLineReader:
         # (Hubble writes 64-bit integers that way).
         self._wrapped = msgspec.json.Decoder(_Line, strict=False)
         self._bare = msgspec.json.Decoder(_HubbleFlow, strict=False)
+        # The number of the line read last (1-based, within the current input).
+        self.line = 0
+        # The last line read was malformed and had no line end: a writer may still be appending it.
+        self.cut_short = False
 
-    def read(self, lines: Iterable[bytes], origin: str) -> Iterator[Flow | Lost]:
-        """Yield the flows and lost-event notices in `lines` (the content of `origin`, a file name or "stdin")."""
+    def read(self, lines: Iterable[bytes], origin: str, *, first: int = 1) -> Iterator[Flow | Lost]:
+        """Yield the flows and lost-event notices in `lines` (the content of `origin`, a file name or
+        "stdin"; `first` is the number of its first line, when earlier lines were skipped)."""
+        self.line = first - 1
+        self.cut_short = False
         report = self.report
         decode: Callable[[bytes], _Line | _HubbleFlow] = self._wrapped.decode
         other: Callable[[bytes], _Line | _HubbleFlow] = self._bare.decode
@@ -214,7 +223,8 @@ class JsonLineReader:
         counted = flows = 0
         dropped = Verdict.DROPPED
         try:
-            for number, raw in enumerate(lines, start=1):
+            for number, raw in enumerate(lines, start=first):
+                self.line = number
                 counted += 1
                 try:
                     try:
@@ -230,6 +240,7 @@ class JsonLineReader:
                         counted -= 1
                     else:
                         self._problem(Problem(origin, number, _json_error(err, raw)))
+                        self.cut_short = not raw.endswith(b"\n")
                     continue
                 else:
                     if type(line) is _Line:
@@ -279,13 +290,17 @@ class JsonLineReader:
             return self._tolerant(raw)
         except _MalformedError as bad:
             self._problem(Problem(origin, number, str(bad)))
+            self.cut_short = not raw.endswith(b"\n")
             return None
 
     def _problem(self, problem: Problem) -> None:
         if self.strict:
             raise MalformedInputError(problem.origin, problem.line, problem.reason)
         self.report.add_problem(problem)
-        self._warn(f"skipping malformed record: {problem}")
+        if self.report.malformed <= WARNED_PROBLEMS:
+            self._warn(f"skipping malformed record: {problem}")
+        if self.report.malformed == WARNED_PROBLEMS:
+            self._warn("further malformed records are counted, not shown one by one (see the summary)")
 
     def _tolerant(self, raw: bytes) -> Flow | Lost | None:
         """Read a line the fast path refused, with protobuf's own JSON parser.
