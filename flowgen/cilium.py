@@ -37,6 +37,11 @@ class Mode(enum.StrEnum):
     NEVER = "never"
 
 
+# Kubernetes' own namespaces: `-A` leaves them out unless named with -n (their pods keep the
+# whole cluster running, and a short observation rarely shows all they do).
+SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+
 # Labels Cilium adds to every pod's identity (ref §9.1), without their `k8s:` source.
 NAMESPACE_LABEL: Final = "io.kubernetes.pod.namespace"
 SERVICEACCOUNT_LABEL: Final = "io.cilium.k8s.policy.serviceaccount"

@@ -255,7 +255,13 @@ def test_diff_from_the_cluster_through_kubectl(tmp_path: Path, monkeypatch: pyte
 def test_system_namespaces_only_by_name_and_dns_stays_open_to_the_cluster() -> None:
     everything = runner.invoke(app, ["generate", "-A", "-i", str(DEMO)])
     assert "flowgen-coredns" not in everything.stdout
-    assert "kube-system: no policies generated for system namespaces with -A" in everything.stderr
+    assert "kube-system: -A leaves the system namespaces out" in everything.stderr
+    union = runner.invoke(app, ["generate", "-A", "-n", "kube-system", "-i", str(DEMO)])
+    assert {p.namespace for p in parse(union.stdout, "stdout").policies} == {
+        "kube-system",
+        *{p.namespace for p in parse(everything.stdout, "stdout").policies},
+    }
+    assert "kube-system: policies for system pods" in union.stderr
     named = runner.invoke(app, ["generate", "-n", "kube-system", "-i", str(DEMO)])
     (policy,) = parse(named.stdout, "stdout").policies
     (rule,) = policy.specs[0].ingress or ()

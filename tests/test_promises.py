@@ -25,7 +25,9 @@ from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import L7, L7Kind, Use
 from flowgen.graph.identity import Peer, PeerKind
 from flowgen.policy.render import dump
-from flowgen.synth.synth import Options, synthesize
+from flowgen.synth.synth import Options, Scope, synthesize
+
+EVERYTHING = Scope.of(all_namespaces=True)
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -94,14 +96,14 @@ def evidence(draw: st.DrawFn) -> list[Edge]:
 
 
 def _admitted(edges: list[Edge], probe: Edge) -> bool:
-    proposal = synthesize(edges, [], Options())
+    proposal = synthesize(edges, EVERYTHING, Options())
     return Engine(proposal.policies).decide(request(probe)).allowed
 
 
 @settings(max_examples=60, deadline=None)
 @given(evidence())
 def test_every_observed_request_is_admitted(edges: list[Edge]) -> None:
-    proposal = synthesize(edges, [], Options())
+    proposal = synthesize(edges, EVERYTHING, Options())
     engine = Engine(proposal.policies)
     refused = [e for e in edges if not engine.decide(request(e)).allowed]
     assert refused == []
@@ -133,7 +135,7 @@ def test_unobserved_variations_are_dropped(edges: list[Edge], data: st.DataObjec
 def test_order_and_duplicates_do_not_change_the_policies(edges: list[Edge], rng: random.Random) -> None:
     shuffled = edges + rng.sample(edges, k=len(edges) // 2)
     rng.shuffle(shuffled)
-    again, first = synthesize(shuffled, [], Options()), synthesize(edges, [], Options())
+    again, first = synthesize(shuffled, EVERYTHING, Options()), synthesize(edges, EVERYTHING, Options())
     assert again.policies == first.policies
     assert dump(again.policies) == dump(first.policies)
 
@@ -141,7 +143,7 @@ def test_order_and_duplicates_do_not_change_the_policies(edges: list[Edge], rng:
 @settings(max_examples=60, deadline=None)
 @given(evidence())
 def test_every_rule_is_backed_by_evidence(edges: list[Edge]) -> None:
-    proposal = synthesize(edges, [], Options())
+    proposal = synthesize(edges, EVERYTHING, Options())
     used = verify(edges, Engine(proposal.policies)).used
     rules = [name for name, _entry in allow_entries(proposal.policies, set())]
     assert rules and [name for name in rules if not used.get(name)] == []

@@ -72,7 +72,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Gener
     def run(case: str) -> Generated:
         if case not in done:
             out = tmp_path_factory.mktemp(case) / "policies"
-            args = ["generate", "-A", "--default-deny", "--input-file", str(_capture(case)), "--output-dir", str(out)]
+            args = ["generate", "-A", "--default-deny", *SCRIPT.ARGS.get(case, ())]
+            args += ["--input-file", str(_capture(case)), "--output-dir", str(out)]
             result = runner.invoke(app, [*args, "--report", str(out / "report.md")])
             assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
             graph = runner.invoke(app, ["graph", "-i", str(_capture(case))])

@@ -24,6 +24,7 @@ from flowgen.policy.model import (
     L4Protocol,
     L7Rules,
     PeerRule,
+    Policy,
     PortProtocol,
     PortRule,
     Selector,
@@ -34,9 +35,11 @@ from flowgen.synth.dns import find_servers
 from flowgen.synth.notes import Evidence, Note, NoteKind
 from flowgen.synth.peers import Target, find_target, outside_ingress, peer_rules
 from flowgen.synth.ports import MAX_PORTS, http_rules, port_rules
-from flowgen.synth.synth import L7Mode, Options, WorldMode, survey, synthesize
+from flowgen.synth.synth import L7Mode, Options, Scope, WorldMode, survey, synthesize
 from flowgen.synth.workload import egress_rules, ingress_rules, workload_policy
 from tests.builders import cidr, edge, entity, fqdn, workload
+
+EVERYTHING = Scope.of(all_namespaces=True)
 
 API = workload("shop", "api")
 WEB = workload("shop", "web")
@@ -482,14 +485,14 @@ def test_a_contradicted_edge_allows_nothing() -> None:
     dropped = edge(API, DB, port=5432, use=Use.DENIED)
     ctx = context([sent, dropped])
     assert ctx.edges == ()
-    proposal = synthesize([sent, dropped], [])
+    proposal = synthesize([sent, dropped], EVERYTHING)
     assert proposal.policies == ()
-    assert kinds(proposal.notes) == [NoteKind.DENIED]
+    assert kinds(proposal.notes) == [NoteKind.NO_ALLOWANCE, NoteKind.NO_ALLOWANCE, NoteKind.DENIED]
 
 
 def test_a_delivered_edge_stands_beside_drops() -> None:
     edges = [edge(API, DB, port=5432, delivered=True), edge(API, DB, port=5432, use=Use.DENIED)]
-    assert [p.name for p in synthesize(edges, []).policies] == ["flowgen-db", "flowgen-api"]
+    assert [p.name for p in synthesize(edges, EVERYTHING).policies] == ["flowgen-db", "flowgen-api"]
 
 
 # --- collecting -----------------------------------------------------------------
@@ -497,10 +500,20 @@ def test_a_delivered_edge_stands_beside_drops() -> None:
 
 def test_synthesize_leaves_system_namespaces_out_unless_named() -> None:
     edges = [lookup(API, "db.data.svc.cluster.local")]
-    everything = synthesize(edges, [])
+    everything = synthesize(edges, EVERYTHING)
     assert [p.namespace for p in everything.policies] == ["shop"]
     assert any(n.kind is NoteKind.SYSTEM for n in everything.notes)
-    assert [p.namespace for p in synthesize(edges, ["kube-system"]).policies] == ["kube-system"]
+    assert [p.namespace for p in synthesize(edges, Scope.of(["kube-system"])).policies] == ["kube-system"]
+    union = synthesize(edges, Scope.of(["kube-system"], all_namespaces=True))
+    assert [p.namespace for p in union.policies] == ["kube-system", "shop"]
+
+
+def _egress(policy: Policy) -> str:
+    """What a baseline's egress grants: "-" (no egress section), "nothing" (`[{}]`) or "dns"."""
+    egress = policy.specs[0].egress
+    if egress is None:
+        return "-"
+    return "nothing" if egress == (PeerRule(),) else "dns"
 
 
 @pytest.mark.parametrize(
@@ -509,38 +522,52 @@ def test_synthesize_leaves_system_namespaces_out_unless_named() -> None:
         pytest.param(
             [edge(API, DB, port=5432)],
             {"default_deny": True},
-            [(Kind.CNP, "shop", False)],
+            [(Kind.CNP, "shop", "nothing")],
             [NoteKind.NO_DNS_SERVER],
-            id="no-dns-server-ingress-only",
+            id="no-dns-server",
         ),
         pytest.param(
             [lookup(API, "a.example.com")],
             {"default_deny": True},
-            [(Kind.CNP, "shop", True)],
+            [(Kind.CNP, "shop", "nothing")],
+            [],
+            id="default-deny-grants-nothing",
+        ),
+        pytest.param(
+            [lookup(API, "a.example.com")],
+            {"default_deny": True, "wide_dns": True},
+            [(Kind.CNP, "shop", "dns")],
             [NoteKind.WIDE_DNS],
-            id="dns-for-every-pod",
+            id="wide-dns-opt-in",
         ),
         pytest.param(
             [lookup(API, "a.example.com")],
             {"default_deny": True, "clusterwide": True},
-            [(Kind.CNP, "shop", True), (Kind.CCNP, "", True), (Kind.CCNP, "", False)],
-            [],
-            id="dns-left-to-the-clusterwide-baseline",
+            [(Kind.CNP, "shop", "nothing"), (Kind.CCNP, "", "-")],
+            [NoteKind.HOST],
+            id="clusterwide-host-only",
+        ),
+        pytest.param(
+            [lookup(API, "a.example.com")],
+            {"default_deny": True, "clusterwide": True, "wide_dns": True},
+            [(Kind.CNP, "shop", "nothing"), (Kind.CCNP, "", "dns"), (Kind.CCNP, "", "-")],
+            [NoteKind.HOST, NoteKind.WIDE_DNS],
+            id="wide-dns-left-to-the-clusterwide-baseline",
         ),
         pytest.param(
             [edge(API, DB, port=5432)],
-            {"clusterwide": True},
-            [(Kind.CCNP, "", False)],
-            [NoteKind.NO_DNS_SERVER],
+            {"clusterwide": True, "wide_dns": True},
+            [(Kind.CCNP, "", "-")],
+            [NoteKind.HOST, NoteKind.NO_DNS_SERVER],
             id="clusterwide-without-dns",
         ),
     ],
 )
 def test_baselines(
-    edges: list[Edge], options: dict[str, object], policies: list[tuple[Kind, str, bool]], notes: list[NoteKind]
+    edges: list[Edge], options: dict[str, object], policies: list[tuple[Kind, str, str]], notes: list[NoteKind]
 ) -> None:
     added, said = baselines(context(edges, **options), ["shop"])
-    assert [(p.kind, p.namespace, p.specs[0].egress is not None) for p in added] == policies
+    assert [(p.kind, p.namespace, _egress(p)) for p in added] == policies
     assert kinds(said) == notes
 
 
@@ -572,3 +599,20 @@ def test_survey_keeps_allowed_and_audit_evidence_only() -> None:
     assert ctx.label(DB) == "data/db"
     assert ctx.label(entity(Entity.HOST)) == "host"
     assert ctx.label(Peer(PeerKind.WORKLOAD, namespace="shop", labels=("k8s:x=y",))) == "shop/k8s:x=y"
+
+
+def test_every_note_kind_has_a_report_section_title() -> None:
+    from flowgen.check.report import _TITLES  # noqa: PLC0415
+
+    assert set(_TITLES) == set(NoteKind)
+
+
+def test_every_namespace_in_scope_gets_its_default_deny_also_with_only_drops() -> None:
+    """An attacker's debug pod whose every attempt was dropped: its namespace is the one that most
+    needs a default deny, and a note says the pod is left with no allowances."""
+    debug = workload("tools", "netshoot")
+    edges = [edge(API, DB, port=5432), edge(debug, API, port=8080, use=Use.DENIED)]
+    proposal = synthesize(edges, EVERYTHING, Options(default_deny=True))
+    denies = sorted(p.namespace for p in proposal.policies if p.name == "flowgen-default-deny")
+    assert denies == ["data", "shop", "tools"]
+    assert [n.subject for n in proposal.notes if n.kind is NoteKind.NO_ALLOWANCE] == ["tools/netshoot"]

@@ -26,7 +26,8 @@ _TITLES = {
     NoteKind.WORLD_INGRESS: "Ingress from the internet",
     NoteKind.HOST_NETWORK: "Host-network pods",
     NoteKind.DNS_SERVER: "DNS servers opened to the cluster",
-    NoteKind.SYSTEM: "System namespaces left out",
+    NoteKind.SYSTEM: "System namespaces",
+    NoteKind.NO_ALLOWANCE: "Workloads with no allowed traffic",
 }
 
 

@@ -28,7 +28,7 @@ from flowgen.cli.console import (
 )
 from flowgen.cli.timespec import parse_duration
 from flowgen.errors import FlowgenError, InputError, UsageError
-from flowgen.synth.options import L7Mode, WorldMode
+from flowgen.synth.options import L7Mode, Scope, WorldMode
 
 if TYPE_CHECKING:
     from flowgen.policy.model import Policy
@@ -36,6 +36,35 @@ if TYPE_CHECKING:
 
 # How many notes of one kind generate prints (all go to --report).
 SHOWN_NOTES = 10
+
+
+AllNamespacesOption = Annotated[
+    bool,
+    typer.Option(
+        "--all-namespaces",
+        "-A",
+        help="Every namespace seen except kube-system, kube-public and kube-node-lease; -n adds namespaces to it.",
+    ),
+]
+DefaultDenyOption = Annotated[
+    bool,
+    typer.Option(
+        "--default-deny", help="Add a default deny per namespace in scope; it allows nothing (see --wide-dns)."
+    ),
+]
+WideDnsOption = Annotated[
+    bool,
+    typer.Option(
+        "--wide-dns",
+        help="Let the baselines allow every pod to look up any name through the cluster DNS; this lifts each "
+        "workload's own name list.",
+    ),
+]
+
+
+def _loaded(scope: Scope) -> list[str]:
+    """The namespaces to load evidence for: all of them under -A."""
+    return [] if scope.all_namespaces else sorted(scope.named)
 
 
 class PolicyFormat(enum.StrEnum):
@@ -54,9 +83,7 @@ def generate(
             help="Generate policies for the workloads of this namespace (repeatable).",
         ),
     ] = None,
-    all_namespaces: Annotated[
-        bool, typer.Option("--all-namespaces", "-A", help="Generate for every namespace seen.")
-    ] = False,
+    all_namespaces: AllNamespacesOption = False,
     input_file: InputOption = None,
     store: StoreOption = None,
     since: SinceOption = None,
@@ -113,12 +140,16 @@ def generate(
     min_span: Annotated[
         str, typer.Option(metavar="DURATION", help="Report workloads observed for less than this.")
     ] = "1h",
-    default_deny: Annotated[
-        bool, typer.Option("--default-deny", help="Add a per-namespace default deny that still allows DNS.")
-    ] = False,
+    default_deny: DefaultDenyOption = False,
     clusterwide: Annotated[
-        bool, typer.Option("--clusterwide", help="Add cluster-wide baselines (DNS for every pod, probes from host).")
+        bool,
+        typer.Option(
+            "--clusterwide",
+            help="Add cluster-wide baselines that switch no default deny on: the node may reach every pod "
+            "(kubelet probes); with --wide-dns also DNS for every pod.",
+        ),
     ] = False,
+    wide_dns: WideDnsOption = False,
     report: Annotated[
         Path | None,
         typer.Option("--report", metavar="FILE", help="Also write the notes to this file (.md Markdown or .json)."),
@@ -157,6 +188,7 @@ def generate(
             min_span=parse_duration(min_span, "--min-span"),
             default_deny=default_deny,
             clusterwide=clusterwide,
+            wide_dns=wide_dns,
             command=command_line(context),
         )
         if output_dir is not None and output is PolicyFormat.json:
@@ -166,8 +198,10 @@ def generate(
             )
         if clusterwide and version < DEFAULT_DENY_SWITCH:
             raise UsageError("--clusterwide needs Cilium 1.16 or later (enableDefaultDeny)")
-        scope = [] if all_namespaces else namespace or []
-        evidence = observed(input_file, store, since, namespaces=scope, allow_partial=allow_partial)
+        if wide_dns and not (default_deny or clusterwide):
+            raise UsageError("--wide-dns widens the baselines: give it with --default-deny or --clusterwide")
+        scope = Scope.of(namespace or [], all_namespaces=all_namespaces)
+        evidence = observed(input_file, store, since, namespaces=_loaded(scope), allow_partial=allow_partial)
         proposal = synthesize(evidence.edges(), scope, options)
         problems = [problem for p in proposal.policies for problem in validate(p, version)]
         if problems:
@@ -329,7 +363,7 @@ def diff(
         str | None, typer.Option("--context", metavar="NAME", help="kubectl context for --from-cluster.")
     ] = None,
     namespace: NamespaceOption = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace seen.")] = False,
+    all_namespaces: AllNamespacesOption = False,
     input_file: InputOption = None,
     store: StoreOption = None,
     since: SinceOption = None,
@@ -338,9 +372,8 @@ def diff(
     l7: Annotated[
         L7Mode, typer.Option("--l7", metavar="WHICH", help="L7 rules in the proposal: all, http or none.")
     ] = L7Mode.ALL,
-    default_deny: Annotated[
-        bool, typer.Option("--default-deny", help="The proposal includes per-namespace default deny.")
-    ] = False,
+    default_deny: DefaultDenyOption = False,
+    wide_dns: WideDnsOption = False,
     output: FormatOption = ReportFormat.text,
     exit_code: ExitCodeOption = False,
 ) -> None:
@@ -377,13 +410,17 @@ def diff(
         for message in skipped:
             err.print(f"Note: {message}")
         _warn_invalid(current, version)
-        scope = [] if all_namespaces else namespace or []
-        evidence = observed(input_file, store, since, namespaces=scope, allow_partial=allow_partial, samples=True)
-        options = Options(version=version, l7=l7, default_deny=default_deny, command=command_line(context))
-        proposal = synthesize(evidence.edges(), scope, options)
-        comparison = compare(
-            evidence.edges(), current, proposal.policies, scope, version=version, samples=evidence.samples
+        scope = Scope.of(namespace or [], all_namespaces=all_namespaces)
+        evidence = observed(
+            input_file, store, since, namespaces=_loaded(scope), allow_partial=allow_partial, samples=True
         )
+        options = Options(
+            version=version, l7=l7, default_deny=default_deny, wide_dns=wide_dns, command=command_line(context)
+        )
+        edges = evidence.edges()
+        proposal = synthesize(edges, scope, options)
+        namespaces = scope.within(p.namespace or "" for e in edges for p in (e.source, e.destination))
+        comparison = compare(edges, current, proposal.policies, namespaces, version=version, samples=evidence.samples)
         if output is ReportFormat.json:
             sys.stdout.write(orjson.dumps(comparison_json(comparison), option=orjson.OPT_INDENT_2).decode() + "\n")
         elif output is ReportFormat.markdown:

@@ -1,15 +1,19 @@
 """Baselines: the per-namespace default deny and the cluster-wide policies that lock nothing down.
 
-- `default_deny`: `ingress: [{}]` and an egress that allows only DNS to the cluster
-  DNS (any name: Cilium's DNS proxy needs a DNS rule for every pod, ref
-  cilium-policy.md §5.5), or no egress section at all when no DNS server is known
-  (an egress default deny would then break name resolution);
-- `clusterwide`: CiliumClusterwideNetworkPolicies with `enableDefaultDeny: false`
-  (Cilium 1.16+, §8): every pod may use the cluster DNS, every pod may be reached
-  from its node.
+Cilium adds up every policy that selects a pod, so a baseline never grants what a
+workload's own policy restricts more narrowly; it adds only what it is meant to add:
 
-`baselines` chooses them from the options and says what a reviewer should know about
-their DNS rule.
+- `default_deny`: `ingress: [{}]` and `egress: [{}]`, which allow nothing and put
+  every pod of the namespace in default deny (ref cilium-policy.md §8). Workloads
+  resolve names through their own DNS rule, which lists the names they looked up.
+  Only with `wide_dns` does its egress allow any name through the cluster DNS, which
+  lifts every pod's name list (a note says so);
+- `clusterwide`: CiliumClusterwideNetworkPolicies with `enableDefaultDeny: false`
+  (Cilium 1.16+, §8): every pod may be reached from its node (kubelet probes on
+  ports a short observation may not show), and with `wide_dns` every pod may use the
+  cluster DNS for any name.
+
+`baselines` chooses them from the options and says what a reviewer should know.
 """
 
 from __future__ import annotations
@@ -26,13 +30,10 @@ from flowgen.synth.notes import Note, NoteKind
 DEFAULT_DENY = "flowgen-default-deny"
 
 
-def default_deny(namespace: str, dns: PeerRule | None, *, dns_elsewhere: bool, command: str) -> Policy:
-    """The namespace's default deny. `dns_elsewhere`: a cluster-wide baseline allows DNS,
-    so this policy's egress is `[{}]`."""
-    egress: tuple[PeerRule, ...] | None = None
-    if dns is not None:
-        egress = (PeerRule(),) if dns_elsewhere else (dns,)
-    still = "" if dns is None else ", DNS to the cluster DNS still allowed"
+def default_deny(namespace: str, dns: PeerRule | None, *, command: str) -> Policy:
+    """The namespace's default deny; `dns`: the any-name DNS rule its egress allows (--wide-dns)."""
+    egress = (PeerRule(),) if dns is None else (dns,)
+    still = "" if dns is None else ", any name may be looked up through the cluster DNS"
     return Policy(
         Kind.CNP,
         DEFAULT_DENY,
@@ -76,33 +77,43 @@ def baselines(ctx: Context, namespaces: Iterable[str]) -> tuple[list[Policy], li
     policies: list[Policy] = []
     notes: list[Note] = []
     options = ctx.options
+    wide = options.wide_dns and not options.clusterwide
     if options.default_deny:
         for namespace in namespaces:
-            dns = baseline_rule(ctx, Peer(PeerKind.WORKLOAD, namespace=namespace))
-            if dns is None:
+            dns = baseline_rule(ctx, Peer(PeerKind.WORKLOAD, namespace=namespace)) if wide else None
+            if not ctx.dns_servers:
                 notes.append(
                     Note(
                         NoteKind.NO_DNS_SERVER,
                         namespace,
-                        "no cluster DNS was seen in the flows, so the default-deny policy denies ingress only: "
-                        "an egress default deny would break name resolution",
+                        "no cluster DNS was seen in the flows: under the egress default deny a pod can only look "
+                        "names up if its own policy allows it (observe while the workloads resolve names)",
                     )
                 )
-            elif not options.clusterwide:
-                notes.append(
-                    Note(
-                        NoteKind.WIDE_DNS,
-                        namespace,
-                        "the default-deny policy lets every pod of the namespace resolve any name (Cilium's DNS "
-                        "proxy needs a DNS rule for every pod); connections to those names still need their own rules",
-                    )
-                )
-            policies.append(default_deny(namespace, dns, dns_elsewhere=options.clusterwide, command=options.command))
+            elif wide:
+                notes.append(Note(NoteKind.WIDE_DNS, namespace, _WIDE_DNS.format(scope="of the namespace")))
+            policies.append(default_deny(namespace, dns, command=options.command))
     if options.clusterwide:
         if options.version < DEFAULT_DENY_SWITCH:
             raise ValueError("cluster-wide baselines need enableDefaultDeny, which Cilium has from 1.16 on")
-        dns = baseline_rule(ctx, None)
-        if dns is None:
+        dns = baseline_rule(ctx, None) if options.wide_dns else None
+        if options.wide_dns and dns is None:
             notes.append(Note(NoteKind.NO_DNS_SERVER, "cluster", "no cluster DNS was seen: no DNS baseline generated"))
+        elif dns is not None:
+            notes.append(Note(NoteKind.WIDE_DNS, "cluster", _WIDE_DNS.format(scope="of the cluster")))
+        notes.append(
+            Note(
+                NoteKind.HOST,
+                "cluster",
+                "flowgen-baseline-host lets each node reach every pod on it on any port (kubelet probes a short "
+                "observation may not show); the workloads' own rules name only the probe ports seen",
+            )
+        )
         policies.extend(clusterwide(dns, command=options.command))
     return policies, notes
+
+
+_WIDE_DNS = (
+    "--wide-dns: every pod {scope} may look up any name through the cluster DNS; this lifts each workload's own "
+    "DNS name list (lookups can carry data out: DNS exfiltration); connections still need their own rules"
+)

@@ -38,6 +38,7 @@ class NoteKind(enum.StrEnum):
     HOST_NETWORK = "host-network-pod"
     DNS_SERVER = "dns-server"
     SYSTEM = "system-namespace"
+    NO_ALLOWANCE = "no-allowance"
 
 
 @dataclass(frozen=True, slots=True, order=True)

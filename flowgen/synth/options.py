@@ -4,10 +4,11 @@ write, how outside addresses are named, and the thresholds past which evidence g
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flowgen.cilium import DEFAULT_RELEASE, Release
+from flowgen.cilium import DEFAULT_RELEASE, SYSTEM_NAMESPACES, Release
 
 
 class L7Mode(enum.StrEnum):
@@ -39,5 +40,27 @@ class Options:
     min_span: timedelta = timedelta(hours=1)
     default_deny: bool = False
     clusterwide: bool = False
+    # Baselines let every pod look up any name through the cluster DNS (lifts each workload's name list).
+    wide_dns: bool = False
     # Shown in every file's header: how to regenerate it.
     command: str = "flowgen generate"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose policies to write: the `named` namespaces (-n), and with `all_namespaces` (-A)
+    every namespace seen except the system ones; -A and -n together are the union."""
+
+    named: frozenset[str] = frozenset()
+    all_namespaces: bool = False
+
+    @classmethod
+    def of(cls, named: Iterable[str] = (), *, all_namespaces: bool = False) -> Scope:
+        return cls(frozenset(named), all_namespaces)
+
+    def covers(self, namespace: str) -> bool:
+        return namespace in self.named or (self.all_namespaces and namespace not in SYSTEM_NAMESPACES)
+
+    def within(self, namespaces: Iterable[str]) -> list[str]:
+        """The namespaces of `namespaces` this scope covers, sorted."""
+        return sorted({n for n in namespaces if n and self.covers(n)})

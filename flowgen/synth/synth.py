@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from flowgen.cilium import Entity
+from flowgen.cilium import SYSTEM_NAMESPACES, Entity
 from flowgen.graph.edge import Edge, settle
 from flowgen.graph.evidence import GRANTING, Use
 from flowgen.graph.identity import Peer, PeerKind
@@ -46,14 +46,12 @@ from flowgen.synth.baseline import baselines
 from flowgen.synth.context import Context
 from flowgen.synth.dns import find_servers
 from flowgen.synth.notes import Note, NoteKind, Proposal
-from flowgen.synth.options import L7Mode, Options, WorldMode
+from flowgen.synth.options import L7Mode, Options, Scope, WorldMode
 from flowgen.synth.patterns import Selectors
 from flowgen.synth.workload import workload_policy
 
 # Callers import the options from here, beside `synthesize`.
-__all__ = ["L7Mode", "Options", "WorldMode", "survey", "synthesize"]
-
-_SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+__all__ = ["L7Mode", "Options", "Scope", "WorldMode", "survey", "synthesize"]
 
 
 def survey(edges: Sequence[Edge], options: Options) -> Context:
@@ -82,49 +80,85 @@ def survey(edges: Sequence[Edge], options: Options) -> Context:
     )
 
 
-def synthesize(edges: Sequence[Edge], namespaces: Iterable[str], options: Options | None = None) -> Proposal:
-    """Policies for the workloads of `namespaces` (every namespace seen when empty) from the edges."""
+def synthesize(edges: Sequence[Edge], scope: Scope, options: Options | None = None) -> Proposal:
+    """Policies for the workloads of the namespaces `scope` covers, from the edges."""
     ctx = survey(edges, options or Options())
-    wanted = set(namespaces)
-    notes: list[Note] = []
+    seen = {p.namespace for e in edges for p in (e.source, e.destination) if p.kind is PeerKind.WORKLOAD}
+    namespaces = scope.within(seen)
+    notes = system_notes(scope, seen)
     subjects = sorted(
         {
             peer
             for e in ctx.edges
             for peer in (e.source, e.destination)
-            if peer.kind is PeerKind.WORKLOAD and (not wanted or peer.namespace in wanted)
+            if peer.kind is PeerKind.WORKLOAD and peer.namespace in namespaces
         }
     )
-    if not wanted:
-        # Cilium, CoreDNS and friends talk to things a short observation rarely shows (upstream
-        # DNS, the nodes, the API server): their policies only when the namespace is asked for.
-        system = sorted({s.namespace for s in subjects} & _SYSTEM_NAMESPACES)
-        if system:
-            notes.append(
-                Note(
-                    NoteKind.SYSTEM,
-                    ", ".join(system),
-                    "no policies generated for system namespaces with -A; name them with -n to include them",
-                )
-            )
-            subjects = [s for s in subjects if s.namespace not in _SYSTEM_NAMESPACES]
     policies: list[Policy] = []
     for subject in subjects:
         policy, said = workload_policy(ctx, subject)
         notes.extend(said)
         if policy is not None:
             policies.append(policy)
-    added, about = baselines(ctx, sorted(wanted or {s.namespace for s in subjects}))
+    notes.extend(_without_allowances(ctx, edges, namespaces, set(subjects)))
+    added, about = baselines(ctx, namespaces)
     policies.extend(added)
     notes.extend(about)
-    notes.extend(observation_notes(ctx, edges, wanted))
+    notes.extend(observation_notes(ctx, edges, set(namespaces)))
     ordered = sorted(_dedupe_names(policies), key=lambda p: (p.kind is Kind.CNP, p.namespace, p.name))
     return Proposal(tuple(ordered), tuple(sorted(set(notes))))
 
 
+def system_notes(scope: Scope, seen: set[str]) -> list[Note]:
+    """Which system namespaces -A left out, and the risk of those named with -n."""
+    notes = []
+    left_out = sorted((seen & SYSTEM_NAMESPACES) - scope.named) if scope.all_namespaces else []
+    if left_out:
+        notes.append(
+            Note(
+                NoteKind.SYSTEM,
+                ", ".join(left_out),
+                "-A leaves the system namespaces out (their pods keep the cluster running and talk to things a "
+                f"short observation rarely shows); add -n {left_out[0]} to include them",
+            )
+        )
+    for namespace in sorted(seen & SYSTEM_NAMESPACES & scope.named):
+        notes.append(
+            Note(
+                NoteKind.SYSTEM,
+                namespace,
+                "policies for system pods: a flow the observation missed (an upstream resolver, a webhook call, "
+                "an upgrade) breaks the whole cluster, not one workload; observe across restarts and upgrades and "
+                "apply them in audit mode first",
+            )
+        )
+    return notes
+
+
+def _without_allowances(ctx: Context, edges: Iterable[Edge], namespaces: list[str], covered: set[Peer]) -> list[Note]:
+    """Workloads of `namespaces` seen only in traffic that allows nothing (policy-denied drops)."""
+    bare = sorted(
+        {
+            peer
+            for e in edges
+            for peer in (e.source, e.destination)
+            if peer.kind is PeerKind.WORKLOAD and peer.namespace in namespaces and peer not in covered
+        }
+    )
+    outcome = (
+        "under the namespace default deny it may send and receive nothing"
+        if ctx.options.default_deny
+        else "it gets no policy and stays unrestricted (--default-deny denies it everything)"
+    )
+    return [
+        Note(NoteKind.NO_ALLOWANCE, ctx.label(peer), f"no allowed traffic was seen, only policy drops: {outcome}")
+        for peer in bare
+    ]
+
+
 def observation_notes(ctx: Context, edges: Iterable[Edge], wanted: set[str]) -> list[Note]:
     """What every edge, allowed or not, tells a reviewer: host-network pods, policy-denied
-    drops (in `wanted` namespaces, all when empty) and audit-mode evidence."""
+    drops touching the `wanted` namespaces and audit-mode evidence."""
     notes = []
     for edge in edges:
         for peer, name in ((edge.source, edge.source_workload), (edge.destination, edge.destination_workload)):
@@ -137,7 +171,7 @@ def observation_notes(ctx: Context, edges: Iterable[Edge], wanted: set[str]) -> 
                         "it (it needs a host policy); its peers' rules name the host entity",
                     )
                 )
-        if edge.use is Use.DENIED and (not wanted or wanted & {edge.source.namespace, edge.destination.namespace}):
+        if edge.use is Use.DENIED and wanted & {edge.source.namespace, edge.destination.namespace}:
             notes.append(
                 Note(
                     NoteKind.DENIED,
