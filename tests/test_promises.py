@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,57 +21,21 @@ from flowgen.check.diff import allow_entries
 from flowgen.check.engine import Engine
 from flowgen.check.verify import request, verify
 from flowgen.graph.edge import Edge
-from flowgen.graph.evidence import L7, L7Kind, Use
-from flowgen.graph.identity import Peer, PeerKind
+from flowgen.graph.evidence import L7, L7Kind
+from flowgen.graph.identity import PeerKind
+from flowgen.ingest.flow import Protocol
 from flowgen.policy.render import dump
 from flowgen.synth.synth import Options, Scope, synthesize
+from tests.builders import cidr, edge, fqdn, workload
 
 EVERYTHING = Scope.of(all_namespaces=True)
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-
-
-def workload(namespace: str, app: str) -> Peer:
-    return Peer(
-        PeerKind.WORKLOAD,
-        cluster="prod",
-        namespace=namespace,
-        labels=(f"k8s:app.kubernetes.io/name={app}", f"k8s:io.cilium.k8s.policy.serviceaccount={app}"),
-    )
-
-
 WORKLOADS = [workload(ns, app) for ns in ("shop", "data") for app in ("api", "web", "db", "worker")]
 DNS_SERVER = workload("kube-system", "coredns")
-OUTSIDE = [
-    Peer(PeerKind.FQDN, name="api.stripe.com"),
-    Peer(PeerKind.FQDN, name="hooks.slack.com"),
-    Peer(PeerKind.CIDR, name="198.51.100.7/32"),
-]
+OUTSIDE = [fqdn("api.stripe.com"), fqdn("hooks.slack.com"), cidr("198.51.100.7/32")]
 PATHS = ["/api/v1/items", "/api/v1/items/123", "/healthz", "/orders/export"]
 METHODS = ["GET", "POST", "PUT"]
-
-
-NO_L7 = L7()
-
-
-def edge(source: Peer, destination: Peer, protocol: str, port: int, l7: L7 = NO_L7, *, flows: int = 3) -> Edge:
-    return Edge(
-        source=source,
-        destination=destination,
-        protocol=protocol,
-        port=port,
-        l7=l7,
-        folded=False,
-        use=Use.ALLOWED,
-        drop_reason="",
-        flows=flows,
-        events=flows,
-        first=T0,
-        last=T0 + timedelta(hours=2),
-        nodes=("prod/node-a",),
-        source_workload=source.labels[0].split("=")[1] if source.labels else "",
-        destination_workload=destination.labels[0].split("=")[1] if destination.labels else "",
-    )
+TCP, UDP = Protocol.TCP, Protocol.UDP
 
 
 @st.composite
@@ -82,16 +45,16 @@ def evidence(draw: st.DrawFn) -> list[Edge]:
         source = draw(st.sampled_from(WORKLOADS))
         destination = draw(st.sampled_from([w for w in WORKLOADS if w != source] + OUTSIDE))
         port = draw(st.sampled_from([80, 443, 5432, 8080, 9090]))
-        edges.append(edge(source, destination, "TCP", port))
+        edges.append(edge(source, destination, protocol=TCP, port=port))
         if destination.kind is PeerKind.WORKLOAD and draw(st.booleans()):
             for _ in range(draw(st.integers(1, 3))):
                 l7 = L7(L7Kind.HTTP, draw(st.sampled_from(METHODS)), draw(st.sampled_from(PATHS)), draw(st.booleans()))
-                edges.append(edge(source, destination, "TCP", port, l7))
+                edges.append(edge(source, destination, protocol=TCP, port=port, l7=l7))
         if destination.kind is PeerKind.FQDN or draw(st.booleans()):
             names = [destination.name] if destination.kind is PeerKind.FQDN else []
             names += draw(st.lists(st.sampled_from(["db.data.svc.cluster.local", "api.shop.svc.cluster.local"])))
-            edges.append(edge(source, DNS_SERVER, "UDP", 53))
-            edges.extend(edge(source, DNS_SERVER, "UDP", 53, L7(L7Kind.DNS, "", name)) for name in names)
+            edges.append(edge(source, DNS_SERVER, protocol=UDP, port=53))
+            edges.extend(edge(source, DNS_SERVER, protocol=UDP, port=53, l7=L7(L7Kind.DNS, "", name)) for name in names)
     return edges
 
 
