@@ -340,6 +340,9 @@ def _print_summary(s: ObserveSummary) -> None:
     out.print(f"  nodes:      {len(s.nodes)}")
     out.print(f"  evidence:   {_counts(s.evidence)} ({s.repeated} repeated sightings of a connection)")
     out.print(f"  not used:   {_counts(s.not_evidence)}")
+    if s.over_long:
+        values = ", ".join(f"{count} {kind}" for kind, count in sorted(s.over_long.items()))
+        out.print(f"  over-long values skipped: {values} (longer than any real one; not used as evidence)")
     if s.folded_paths:
         out.print(f"  folded:     {s.folded_paths} requests had their HTTP path folded (see flowgen graph)")
     where = f"saved to {s.checkpoint}" if s.checkpoint else "not saved (--no-store)" if s.store is None else "not saved"

@@ -3,7 +3,14 @@
 `GraphBuilder` turns flows into the graph frame (flowgen.graph.frame). Per flow
 it decides whether the flow is evidence (flowgen.graph.evidence), who both
 sides are (flowgen.graph.identity), names world destinations by DNS, folds
-exploding HTTP paths, and counts a connection seen at both ends once. Rows are
+exploding HTTP paths, and counts a connection seen at both ends once. A flow
+with a value over its length cap (flowgen.graph.evidence.over_long) is not
+evidence; when that value is an L7 attribute (a path, DNS query, Kafka topic
+or method) of an allowed request, its peer and port still count as having
+had L7 requests: L4-only evidence for them is left out of the graph, as
+synthesis leaves out an L4-only allow beside L7 rules. The port then gets the
+L7 rules of the other requests seen, or no allow at all, never one that
+admits every request. Rows are
 combined in a dict, then merged into the frame in batches, so memory follows
 the number of distinct edges, not the number of flows.
 """
@@ -19,7 +26,19 @@ import pandas as pd
 
 from flowgen.cilium import NAMESPACE_LABELS_KEY_PREFIX, Entity
 from flowgen.graph.edge import Sample
-from flowgen.graph.evidence import GRANTING, L7, L7Kind, Skip, Use, classify, l7_of
+from flowgen.graph.evidence import (
+    GRANTING,
+    L7,
+    L7_VALUES,
+    L7Kind,
+    Skip,
+    TooLong,
+    Use,
+    classify,
+    dns_name_too_long,
+    l7_of,
+    over_long,
+)
 from flowgen.graph.folding import SeenPaths, fold
 from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, Graph, _typed, empty, merge
 from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, peer_of
@@ -62,6 +81,9 @@ class BuildReport:
     named_by_dns: int = 0
     # (edge, pattern) -> requests whose path was folded into the pattern.
     folded: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Values over their length cap, by kind (TooLong): flows left out as Skip.OVER_LONG, and
+    # DNS answers not used to name addresses.
+    over_long: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +101,9 @@ class BuildOptions:
 
 
 _CACHE_LIMIT = 100_000
+# The frame columns of both peers and the port (what _Side.columns, protocol and port fill).
+_PORT_COLUMNS = [f"{side}_{part}" for side in ("src", "dst") for part in ("kind", "cluster", "ns", "labels", "name")]
+_PORT_COLUMNS += ["protocol", "port"]
 
 
 class _Row:
@@ -183,6 +208,8 @@ class GraphBuilder:
         self._latest = NO_TIME
         self._recent_limit = self._answers_limit = _CACHE_LIMIT
         self._hour = self._hour_end = NO_TIME
+        # Peer pairs and ports that had an allowed L7 request with an over-long value.
+        self._l7_seen: set[tuple[object, ...]] = set()
 
     def add_all(self, flows: Iterable[Flow]) -> None:
         for flow in flows:
@@ -201,9 +228,12 @@ class GraphBuilder:
         if isinstance(use, Skip):
             report.skipped[use] += 1
             return use
+        attribute = l7_of(flow)
+        too_long = over_long(flow, attribute)
+        if too_long is not None:
+            return self._leave_out(flow, use, attribute, too_long, time)
         report.evidence[use] += 1
         source, destination = self._sides(flow, time)
-        attribute = l7_of(flow)
         protocol, port = _protocol_port(flow, attribute)
         path, folded = attribute.path, False
         if attribute.kind is L7Kind.HTTP:
@@ -240,6 +270,21 @@ class GraphBuilder:
             self._flush()
         return use
 
+    def _leave_out(self, flow: Flow, use: Use, attribute: L7, too_long: TooLong, time: datetime) -> Skip:
+        """Count a flow with an over-long value; for an L7 value of an allowed request, remember
+        that its peers and port had L7 requests (see graph())."""
+        report = self.report
+        report.skipped[Skip.OVER_LONG] += 1
+        report.over_long[too_long] += 1
+        if too_long in L7_VALUES and use in GRANTING:
+            # Every other value of the flow fits (over_long checks them first).
+            named = report.named_by_dns
+            source, destination = self._sides(flow, time)
+            report.named_by_dns = named
+            protocol, port = _protocol_port(flow, attribute)
+            self._l7_seen.add((*source.columns, *destination.columns, str(protocol), port))
+        return Skip.OVER_LONG
+
     def _sides(self, flow: Flow, time: datetime) -> tuple[_Side, _Side]:
         source = self._side(flow.source)
         destination = self._side(flow.destination)
@@ -262,9 +307,14 @@ class GraphBuilder:
         return path, folded
 
     def graph(self) -> Graph:
-        """The graph built so far."""
+        """The graph built so far (without L4-only evidence where an over-long L7 request was seen)."""
         self._flush()
-        return Graph(self._frame)
+        frame = self._frame
+        if self._l7_seen and len(frame):
+            l4_allowed = (frame["l7"] == "") & frame["use"].isin([str(use) for use in GRANTING])
+            where = pd.MultiIndex.from_frame(frame[_PORT_COLUMNS]).isin(list(self._l7_seen))
+            frame = frame[~(l4_allowed & where)].reset_index(drop=True)
+        return Graph(frame)
 
     def samples(self) -> dict[tuple[object, ...], tuple[Sample, ...]]:
         """The concrete requests behind each allowed edge, by Edge.key (empty unless asked for)."""
@@ -343,6 +393,9 @@ class GraphBuilder:
         """A DNS answer names its addresses for the client it went to, for its TTL."""
         assert flow.l7 is not None and flow.l7.dns is not None
         dns = flow.l7.dns
+        if dns_name_too_long(dns.query):
+            self.report.over_long[TooLong.DNS_NAME] += 1
+            return
         client = self._side(flow.destination).peer
         expires = time + timedelta(seconds=dns.ttl) + self.options.dns_grace
         if len(self._answers) >= self._answers_limit:

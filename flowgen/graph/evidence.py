@@ -20,6 +20,12 @@ opens a connection, SYN+ACK answers), ICMP echo types, then the port pair
 (a client uses an ephemeral or unprivileged source port towards a lower
 service port). When none of these decide, the flow is skipped and counted
 as `reply-state-unknown`, never guessed.
+
+Values taken as evidence have length caps (`over_long`, limits below); a longer
+value comes from broken or crafted input, never from Kubernetes or DNS. It is
+not cut short (a shortened path would become a rule for a path nobody
+requested): the whole flow is left out as `over-long-value` and counted by
+kind of value.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-from flowgen.ingest.flow import DropReason, EventType, Flow, L7Type, ObservationPoint, Protocol, Verdict
+from flowgen.cilium import NAMESPACE_LABELS_PREFIX, SERVICEACCOUNT_LABEL
+from flowgen.ingest.flow import DropReason, Endpoint, EventType, Flow, L7Type, ObservationPoint, Protocol, Verdict
 
 
 class Use(enum.StrEnum):
@@ -50,6 +57,8 @@ class Skip(enum.StrEnum):
     NOT_POLICY_DROP = "drop-not-by-policy"
     L7_RESPONSE = "l7-response"
     NO_L4 = "no-l4-header"
+    # A value longer than evidence may be (see over_long).
+    OVER_LONG = "over-long-value"
 
 
 class L7Kind(enum.StrEnum):
@@ -87,6 +96,113 @@ _ICMP_ANSWERS = {Protocol.ICMPv4: frozenset({0, 14, 16, 18}), Protocol.ICMPv6: f
 _EPHEMERAL = 32768
 _PRIVILEGED = 1024
 _GRPC_PATH = re.compile(r"^/[A-Za-z_][\w]*(?:\.[\w]+)*\.[A-Za-z_]\w*/[A-Za-z_]\w*$")
+
+
+class TooLong(enum.StrEnum):
+    """The kinds of values with a length cap (counted apart in the observe summary)."""
+
+    PATH = "path"
+    DNS_NAME = "dns-name"
+    KAFKA_TOPIC = "kafka-topic"
+    METHOD = "method"
+    LABEL = "label"
+    NAME = "name"
+
+
+# The caps, in characters. Each is the most the value's own rules allow, so no real value is left out.
+# HTTP path without its query (and gRPC's /pkg.Service/Method): the de-facto URL limit of browsers,
+# CDNs and the sitemap protocol; Envoy takes longer ones, but a rule for a longer path is not useful.
+MAX_PATH = 2048
+# A DNS name without its trailing dot (RFC 1035 2.3.4: 255 octets on the wire).
+MAX_DNS_NAME = 253
+# A Kafka topic name (Kafka's own limit).
+MAX_KAFKA_TOPIC = 249
+# An HTTP method or a Kafka API key: short tokens (the longest in use have about 30 characters).
+MAX_METHOD = 64
+# A label key: Kubernetes' qualified name, a DNS-subdomain prefix (253), "/" and a name (63). The
+# namespace's labels are checked without the io.cilium.k8s.namespace.labels. prefix Cilium adds.
+MAX_LABEL_KEY = 317
+# A label value (Kubernetes); the service account label holds a name, a DNS subdomain (MAX_NAME).
+MAX_LABEL_VALUE = 63
+# Pod, owner (workload) and service account names: DNS subdomains.
+MAX_NAME = 253
+# Namespace and cluster names: DNS labels (Cilium allows 32 characters for a cluster).
+MAX_NAMESPACE = 63
+# The observing node as Hubble names it, "cluster/node".
+MAX_NODE = MAX_NAMESPACE + 1 + MAX_NAME
+# Endpoints whose values all fit (see over_long), forgotten when there are this many.
+_FITTING: set[Endpoint] = set()
+_FITTING_LIMIT = 100_000
+# The kinds of over-long L7 attributes: their peer and port had L7 requests (see GraphBuilder).
+L7_VALUES = frozenset({TooLong.PATH, TooLong.DNS_NAME, TooLong.KAFKA_TOPIC, TooLong.METHOD})
+
+
+def over_long(flow: Flow, attribute: L7) -> TooLong | None:
+    """The kind of the first value of an evidence flow that is over its cap, None when all fit.
+
+    Checked, in this order: both endpoints' labels, namespace, cluster, pod and owner names; the
+    destination's DNS names and the observing node; then the L7 attribute (`attribute`, from
+    l7_of): path, DNS query, Kafka topic, method. Values are measured, not copied (a label longer
+    than a value may be is split to tell its key from its value)."""
+    for endpoint in (flow.source, flow.destination):
+        # Most flows repeat a few endpoints: one that fits is remembered (an exact match).
+        if endpoint not in _FITTING:
+            found = _endpoint_over_long(endpoint)
+            if found is not None:
+                return found
+            if len(_FITTING) >= _FITTING_LIMIT:
+                _FITTING.clear()
+            _FITTING.add(endpoint)
+    for name in flow.destination_names:
+        if dns_name_too_long(name):
+            return TooLong.DNS_NAME
+    if len(flow.node_name) > MAX_NODE:
+        return TooLong.NAME
+    kind, value = attribute.kind, len(attribute.path)
+    if kind is L7Kind.NONE:
+        return None
+    if value > MAX_PATH and kind in (L7Kind.HTTP, L7Kind.GRPC):
+        return TooLong.PATH
+    if value > MAX_DNS_NAME and kind is L7Kind.DNS:
+        return TooLong.DNS_NAME
+    if value > MAX_KAFKA_TOPIC and kind is L7Kind.KAFKA:
+        return TooLong.KAFKA_TOPIC
+    if len(attribute.method) > MAX_METHOD:
+        return TooLong.METHOD
+    return None
+
+
+def _endpoint_over_long(endpoint: Endpoint) -> TooLong | None:
+    for label in endpoint.labels:
+        if len(label) > MAX_LABEL_VALUE and _label_too_long(label):
+            return TooLong.LABEL
+    if (
+        len(endpoint.namespace) > MAX_NAMESPACE
+        or len(endpoint.cluster_name) > MAX_NAMESPACE
+        or len(endpoint.pod_name) > MAX_NAME
+        or any(len(workload.name) > MAX_NAME for workload in endpoint.workloads)
+    ):
+        return TooLong.NAME
+    return None
+
+
+def dns_name_too_long(name: str) -> bool:
+    """Whether a DNS name as Hubble writes it (maybe with its trailing dot) is over MAX_DNS_NAME."""
+    return len(name) > MAX_DNS_NAME and len(name.rstrip(".")) > MAX_DNS_NAME
+
+
+def _label_too_long(label: str) -> bool:
+    """`source:key=value` (as identity.split_label reads it) with a key or value over its cap."""
+    equals = label.find("=")
+    if equals < 0:
+        equals = len(label)
+    if equals <= MAX_LABEL_KEY and len(label) - equals - 1 <= MAX_LABEL_VALUE:
+        # Key with its source within the key cap, value within the value cap: no need to split.
+        return False
+    head, _, value = label.partition("=")
+    key = head.partition(":")[2] if ":" in head else head
+    key = key.removeprefix(NAMESPACE_LABELS_PREFIX)
+    return len(key) > MAX_LABEL_KEY or len(value) > (MAX_NAME if key == SERVICEACCOUNT_LABEL else MAX_LABEL_VALUE)
 
 
 def classify(flow: Flow) -> Use | Skip:

@@ -164,6 +164,7 @@ class Observation:
             "flows": report.flows,
             "evidence": _plain(report.evidence),
             "skipped": _plain(report.skipped),
+            "over_long": _plain(report.over_long),
             "lost_events": _plain(self.counters.lost),
             "source": self.describe,
             "namespaces": sorted(self.namespaces),
@@ -218,6 +219,9 @@ class ObserveSummary:
     saved_flows: int
     # Lines of the files skipped because an earlier run into the same store took them.
     already_observed: int = 0
+    # Values over their length cap, by kind (flowgen.graph.evidence.TooLong): their flows were not
+    # used as evidence (DNS answers: not used to name addresses).
+    over_long: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """The summary as JSON values (times in RFC 3339), keys in a fixed order."""
@@ -242,6 +246,7 @@ class ObserveSummary:
             "reconnects": self.reconnects,
             "evidence": self.evidence,
             "not_evidence": self.not_evidence,
+            "over_long": self.over_long,
             "repeated": self.repeated,
             "folded_paths": self.folded_paths,
             "edges": self.edges,
@@ -332,6 +337,7 @@ def summarize(session: Observation, source: Source) -> ObserveSummary:
         stopped_by=session.stop_reason or None,
         saved_flows=source.stats.saved if isinstance(source, RelayStream) else 0,
         already_observed=source.skipped if isinstance(source, FileSource) else 0,
+        over_long=_plain(built.over_long),
     )
 
 

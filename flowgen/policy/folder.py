@@ -1,10 +1,12 @@
-"""Policy folders on disk: what `generate --output DIR` writes (one file per policy plus a
+"""Policy folders on disk: what `generate -d DIR` writes (one file per policy plus a
 kustomization.yaml) and, for `verify` / `diff`, where existing policies are read from."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,48 +28,193 @@ def file_name(policy: Policy) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace a file atomically (temporary file, fsync, rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w") as stream:
+    """Write one file of the new folder and flush it to disk (the folder is renamed into place
+    only after every file is complete)."""
+    with path.open("w") as stream:
         stream.write(text)
         stream.flush()
         os.fsync(stream.fileno())
-    temporary.replace(path)
 
 
 def write_policies(directory: Path, policies: Sequence[Policy]) -> str:
-    """Write one file per policy and a kustomization.yaml listing them; remove files an
-    earlier run of flowgen wrote that are no longer generated. Returns what changed."""
+    """Write one file per policy and a kustomization.yaml listing them, atomically: the new
+    folder is built complete beside `directory` and swapped into place, so at every moment
+    `directory` is either the whole old folder or the whole new one (an interrupted run
+    leaves the old one). Files flowgen did not write (see `_ours`) and subfolders are
+    carried over unchanged; files an earlier run wrote that are no longer generated are left
+    out. Returns what changed."""
+    names = {file_name(p): p for p in policies}
+    if len(names) != len(policies):
+        raise InputError("two generated policies map to the same file name; this is a flowgen bug")
+    # A link to a folder stays a link: the folder it points to is the one replaced.
+    target = Path(os.path.realpath(directory))
+    if target.parent == target:
+        raise InputError(f"cannot write policies to {directory}: pass a folder below it to -d/--output-dir")
+    fresh, backup = _siblings(target)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        names = {file_name(p): p for p in policies}
-        if len(names) != len(policies):
-            raise InputError("two generated policies map to the same file name; this is a flowgen bug")
-        removed = 0
-        for old in sorted(directory.iterdir()):
-            if old.suffix in _SUFFIXES and old.name not in names and old.name != KUSTOMIZATION and _ours(old):
-                old.unlink()
-                removed += 1
-        for name, policy in sorted(names.items()):
-            _write(directory / name, dump([policy]))
-        resources = "".join(f"  - {name}\n" for name in sorted(names)) or "  []\n"
-        _write(
-            directory / KUSTOMIZATION,
-            f"{MARK}: the policies in this folder.\n"
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources:\n{resources}",
-        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _recover(target, fresh, backup)
+        if target.exists() and not target.is_dir():
+            raise InputError(
+                f"cannot write policies to {directory}: it is a file, not a folder. Pass a folder to -d/--output-dir"
+            )
+        kept, stale = _sort_out(target, directory, {*names, KUSTOMIZATION})
+        _build(fresh, target, kept, names)
+        _swap(fresh, target, backup)
     except OSError as problem:
+        shutil.rmtree(fresh, ignore_errors=True)
         raise InputError(
-            f"cannot write policies to {directory}: {problem.strerror}. Pass a writable --output DIR"
+            f"cannot write policies to {directory}: {problem.strerror or problem}"
+            f"{f' ({problem.filename})' if problem.filename else ''}. Pass a writable folder to -d/--output-dir "
+            f"(flowgen also needs to write in {target.parent}: it builds the new folder beside the old "
+            "one and renames it into place)"
         ) from None
-    return f"{len(names)} written, {removed} stale removed"
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    return f"{len(names)} written, {stale} stale removed"
 
 
-def _ours(path: Path) -> bool:
-    with contextlib.suppress(OSError), path.open() as stream:
-        return stream.readline().startswith(MARK)
-    return False
+def _siblings(target: Path) -> tuple[Path, Path]:
+    """The new folder while it is built, and the old one while the two are swapped: hidden
+    siblings, so that renames between them and `target` stay on one filesystem."""
+    return target.with_name(f".{target.name}.flowgen-new"), target.with_name(f".{target.name}.flowgen-old")
+
+
+def _recover(target: Path, fresh: Path, backup: Path) -> None:
+    """Clean up after a run that was killed part-way: a half-built new folder is removed; a
+    backup is the old folder put back when the swap did not finish, else a leftover."""
+    if fresh.exists() or fresh.is_symlink():
+        _remove(fresh)
+    if backup.exists() or backup.is_symlink():
+        if target.exists() or target.is_symlink():
+            _remove(backup)
+        else:
+            backup.rename(target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _sort_out(target: Path, directory: Path, generated: set[str]) -> tuple[list[os.DirEntry[str]], int]:
+    """The old folder's entries to carry over, and how many of its flowgen files are stale.
+    A file flowgen did not write is never replaced: one named like a generated file is an error."""
+    if not target.is_dir():
+        return [], 0
+    kept: list[os.DirEntry[str]] = []
+    stale = 0
+    with os.scandir(target) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if _ours(entry):
+                stale += entry.name not in generated and entry.name.endswith(_SUFFIXES)
+            elif entry.name in generated:
+                raise InputError(
+                    f"cannot write policies to {directory}: {entry.name} there was not written by flowgen "
+                    f"(its first line is not '{MARK}'), and flowgen would replace it. Move it out of the "
+                    "folder, or pass another folder to -d/--output-dir"
+                )
+            else:
+                kept.append(entry)
+    return kept, stale
+
+
+def _ours(entry: os.DirEntry[str]) -> bool:
+    """Whether flowgen wrote this file: a regular file (not a link) named like flowgen's files
+    (or a temporary file an older flowgen left, `.NAME.yaml.tmp`) whose first line is MARK."""
+    name = entry.name
+    if not (name.endswith(_SUFFIXES) or (name.startswith(".") and name.endswith(".yaml.tmp"))):
+        return False
+    try:
+        if not entry.is_file(follow_symlinks=False):
+            return False
+        with open(entry.path, "rb") as stream:
+            return stream.read(len(MARK)) == MARK.encode()
+    except OSError:
+        return False
+
+
+def _build(fresh: Path, target: Path, kept: list[os.DirEntry[str]], names: dict[str, Policy]) -> None:
+    """The complete new folder at `fresh`: the kept entries, the policies, the kustomization."""
+    fresh.mkdir()
+    for entry in kept:
+        _carry(entry, fresh / entry.name)
+    for name, policy in sorted(names.items()):
+        text = dump([policy])
+        # Every file flowgen writes starts with MARK, so the next run knows it may replace it.
+        _write(fresh / name, text if text.startswith(MARK) else f"{MARK}.\n{text}")
+    resources = "".join(f"  - {name}\n" for name in sorted(names)) or "  []\n"
+    _write(
+        fresh / KUSTOMIZATION,
+        f"{MARK}: the policies in this folder.\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n{resources}",
+    )
+    if target.is_dir():
+        # Last: a read-only folder stays read-only.
+        fresh.chmod(stat.S_IMODE(target.stat().st_mode))
+    _sync(fresh)
+
+
+def _carry(entry: os.DirEntry[str], to: Path) -> None:
+    """Carry one entry of the old folder into the new one unchanged: a hard link where the
+    filesystem allows it (no copy, same contents and metadata), else a copy; links stay links."""
+    if entry.is_symlink():
+        os.symlink(os.readlink(entry.path), to)
+    elif entry.is_dir():
+        shutil.copytree(entry.path, to, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(entry.path, str(to))
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, destination, follow_symlinks=False)
+
+
+def _swap(fresh: Path, target: Path, backup: Path) -> None:
+    """Put `fresh` in the place of `target` by renames: old -> backup, new -> target, then
+    delete the backup. If the second rename fails, the old folder is renamed back."""
+    cwd = _cwd()
+    if target.is_dir():
+        target.rename(backup)
+        try:
+            fresh.rename(target)
+        except BaseException:
+            backup.rename(target)
+            raise
+        _sync(target.parent)
+        # A backup that cannot be removed is removed by the next run (see _recover).
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        fresh.rename(target)
+        _sync(target.parent)
+    if cwd is not None and (cwd == target or target in cwd.parents):
+        # This process was inside the old folder: go to the same place in the new one.
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+
+
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:
+        return None
+
+
+def _sync(folder: Path) -> None:
+    """Flush a folder's entries (its new names) to disk; not every platform can."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def policy_files(paths: Sequence[Path]) -> list[Path]:
