@@ -431,16 +431,18 @@ def test_exploding_paths_are_folded_past_the_bound() -> None:
     raw = [e for e in http if not e.folded]
     folded = [e for e in http if e.folded]
     assert len(raw) == 10
-    assert [(e.l7.path, e.flows) for e in folded] == [("/api/items/{id}", 5)]
+    assert [(e.l7.path, e.flows) for e in folded] == [("/api/items/{int}", 5)]
     assert sum(builder.report.folded.values()) == 5
 
 
 @pytest.mark.parametrize(
     ("path", "template", "prefix"),
     [
-        pytest.param("/api/items/123", "/api/items/{id}", "/api/*", id="number"),
-        pytest.param("/u/3f2504e0-4f89-11d3-9a0c-0305e82c3301/x", "/u/{id}/x", "/u/*", id="uuid"),
-        pytest.param("/blob/9f86d081884c7d65", "/blob/{id}", "/blob/*", id="hex"),
+        pytest.param("/api/items/123", "/api/items/{int}", "/api/*", id="number"),
+        pytest.param("/u/3f2504e0-4f89-11d3-9a0c-0305e82c3301/x", "/u/{uuid}/x", "/u/*", id="uuid"),
+        pytest.param("/blob/9f86d081884c7d65", "/blob/{hex}", "/blob/*", id="hex"),
+        pytest.param("/s/Zm9vYmFyYmF6cXV4MTIz/1", "/s/{token}/{int}", "/s/*", id="token"),
+        pytest.param("/blob/deadbeef", "/blob/deadbeef", "/blob/*", id="word"),
         pytest.param("/healthz", "/healthz", "/healthz/*", id="plain"),
         pytest.param("/", "/", "/*", id="root"),
     ],

@@ -208,6 +208,13 @@ def test_rest_ids_become_path_regexes_and_no_l4_allow_beside_them(generated: Cal
     assert not _http_allows(entry, "DELETE", "/api/v1/items/123")
     assert not _http_allows(entry, "GET", "/api/v1/admin/users")
     assert not _http_allows(entry, "GET", "/api/v1/items/123/../../admin")
+    # Ids generalize to their class, never to any segment: words nobody sent stay out.
+    assert _http_allows(entry, "GET", "/api/v1/items/98765")
+    assert _http_allows(entry, "GET", "/api/v1/users/5/orders/00ff00ff00ff00ff")
+    for word in ("export?format=csv", "admin", "debug", "internal"):
+        assert not _http_allows(entry, "GET", f"/api/v1/items/{word}")
+        assert not _http_allows(entry, "GET", f"/api/v1/users/42/orders/{word}")
+    assert not _http_allows(entry, "GET", "/api/v1/users/admin/orders/9f86d081884c7d65")
     egress = _only(_entries(_policy(out, "shop", "flowgen-frontend"), "egress"), "api")
     assert _l7(egress, "http") == _l7(entry, "http")
 

@@ -5,6 +5,7 @@ the golden and scenario tests."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -23,16 +24,19 @@ from flowgen.policy.model import (
     Kind,
     L4Protocol,
     L7Rules,
+    Operator,
     PeerRule,
     Policy,
     PortProtocol,
     PortRule,
+    Requirement,
     Selector,
 )
 from flowgen.synth.baseline import baselines
 from flowgen.synth.context import Context, Rules
 from flowgen.synth.dns import find_servers
 from flowgen.synth.notes import Evidence, Note, NoteKind
+from flowgen.synth.patterns import Selectors
 from flowgen.synth.peers import Target, find_target, outside_ingress, peer_rules
 from flowgen.synth.ports import MAX_PORTS, http_rules, port_rules
 from flowgen.synth.synth import L7Mode, Options, Scope, WorldMode, survey, synthesize
@@ -320,6 +324,25 @@ def test_http_rules_note_folded_and_collapsed_paths() -> None:
     rules, notes = http_rules(context(edges, path_collapse=2), API, "to data/db port 8080", edges)
     assert [rule.method for rule in rules] == ["GET", "GET"]
     assert kinds(notes) == [NoteKind.COLLAPSED_PATHS, NoteKind.FOLDED_PATHS]
+    collapsed = next(note for note in notes if note.kind is NoteKind.COLLAPSED_PATHS)
+    assert "/a/[^/]+" in collapsed.message and "admits any value" in collapsed.message
+
+
+def test_http_rules_keep_the_class_of_folded_ids_and_read_the_legacy_placeholder() -> None:
+    """`{int}` (this version) stays a number; `{id}` (a store from an older flowgen) is any id class,
+    never any segment, with a note saying why."""
+    edges = [
+        edge(API, DB, port=8080, l7=get("/a/{int}"), folded=True),
+        edge(API, DB, port=8080, l7=get("/b/{id}"), folded=True),
+        edge(API, DB, port=8080, l7=get("/c/42")),
+    ]
+    rules, notes = http_rules(context(edges), API, "to data/db port 8080", edges)
+    paths = {rule.path for rule in rules}
+    assert {"/a/[0-9]+", "/c/[0-9]+"} <= paths
+    (legacy,) = paths - {"/a/[0-9]+", "/c/[0-9]+"}
+    assert re.fullmatch(legacy, "/b/3f2504e0-4f89-11d3-9a0c-0305e82c3301") and not re.fullmatch(legacy, "/b/admin")
+    (old,) = [note for note in notes if "{id}" in note.message]
+    assert "older flowgen" in old.message
 
 
 # --- peers ----------------------------------------------------------------------
@@ -423,33 +446,49 @@ def test_host_peer(direction: Direction, notes: list[NoteKind]) -> None:
     assert kinds(rules.notes) == notes
 
 
+PUBLIC = ["81.2.69.142/32", "89.160.20.112/32", "175.16.199.5/32", "216.160.83.56/32"]
+
+
 @pytest.mark.parametrize(
-    ("clients", "entries", "noted"),
+    ("clients", "entries", "world"),
     [
         pytest.param(
-            [cidr("198.51.100.7/32"), cidr("198.51.100.8/32")],
-            [(None, ("198.51.100.7/32",)), (None, ("198.51.100.8/32",))],
+            [cidr(PUBLIC[0]), cidr(PUBLIC[1])],
+            [(None, (PUBLIC[0],)), (None, (PUBLIC[1],))],
             False,
-            id="below-threshold-fromcidr",
+            id="two-networks-stay-fromcidr",
+        ),
+        pytest.param([cidr(a) for a in PUBLIC[:3]], [(("world",), None)], True, id="three-networks-are-the-world"),
+        pytest.param(
+            [cidr(f"81.2.69.{i}/32") for i in range(10, 20)],
+            [(None, (f"81.2.69.{i}/32",)) for i in range(10, 20)],
+            False,
+            id="many-addresses-of-one-network-stay-fromcidr",
         ),
         pytest.param(
-            [cidr(f"198.51.100.{i}/32") for i in range(3)], [(("world",), None)], True, id="at-threshold-world"
+            [cidr(f"10.{i}.0.1/32") for i in range(5)],
+            [(None, (f"10.{i}.0.1/32",)) for i in range(5)],
+            False,
+            id="private-networks-never-make-the-world",
         ),
         pytest.param([entity(Entity.WORLD)], [(("world",), None)], True, id="no-address-is-world"),
     ],
 )
-def test_world_ingress_threshold(clients: list[Peer], entries: list[object], noted: bool) -> None:
+def test_public_facing_ingress(clients: list[Peer], entries: list[object], world: bool) -> None:
     edges = [edge(client, API, port=443) for client in clients]
-    rules = outside_ingress(context(edges, world_clients=3), API, edges)
-    assert [(e.entities, e.cidrs) for e in rules.entries] == entries
-    assert kinds(rules.notes) == ([NoteKind.WORLD_INGRESS] if noted else [])
+    rules = outside_ingress(context(edges), API, edges)
+    assert sorted(((e.entities, e.cidrs) for e in rules.entries), key=str) == sorted(entries, key=str)
+    (note,) = rules.notes
+    assert note.kind is NoteKind.WORLD_INGRESS
+    assert ("open population" in note.message) is world
 
 
-def test_world_threshold_counts_per_port() -> None:
-    many = [edge(cidr(f"198.51.100.{i}/32"), API, port=443) for i in range(3)]
-    edges = [*many, edge(cidr("203.0.113.9/32"), API, port=22)]
-    rules = outside_ingress(context(edges, world_clients=3), API, edges)
-    assert [(e.entities, e.cidrs) for e in rules.entries] == [(("world",), None), (None, ("203.0.113.9/32",))]
+def test_the_world_is_decided_per_port() -> None:
+    public = [edge(cidr(a), API, port=443) for a in PUBLIC]
+    edges = [*public, edge(cidr("198.51.100.9/32"), API, port=22)]
+    rules = outside_ingress(context(edges), API, edges)
+    assert [(e.entities, e.cidrs) for e in rules.entries] == [(("world",), None), (None, ("198.51.100.9/32",))]
+    assert [e.to_ports[0].ports[0].port for e in rules.entries if e.to_ports] == ["443", "22"]
 
 
 # --- workloads ----------------------------------------------------------------
@@ -616,3 +655,44 @@ def test_every_namespace_in_scope_gets_its_default_deny_also_with_only_drops() -
     denies = sorted(p.namespace for p in proposal.policies if p.name == "flowgen-default-deny")
     assert denies == ["data", "shop", "tools"]
     assert [n.subject for n in proposal.notes if n.kind is NoteKind.NO_ALLOWANCE] == ["tools/netshoot"]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "port"),
+    [(Protocol.TCP, 0), (Protocol.UDP, 0), (Protocol.TCP, 70000), (Protocol.SCTP, -1), (Protocol.ICMPv4, 300)],
+)
+def test_a_port_no_rule_can_name_is_never_evidence(protocol: Protocol, port: int) -> None:
+    """One packet to port 0 must not become `port: "0"`, which Cilium reads as every port."""
+    edges = [edge(API, DB, port=5432), edge(API, DB, protocol=protocol, port=port)]
+    proposal = synthesize(edges, EVERYTHING)
+    ports = {
+        (p.port, p.protocol)
+        for policy in proposal.policies
+        for spec in policy.specs
+        for entry in (*(spec.egress or ()), *(spec.ingress or ()))
+        for rule in entry.to_ports or ()
+        for p in rule.ports
+    }
+    assert ports == {("5432", L4Protocol.TCP)}
+    assert not any(entry.icmps for p in proposal.policies for s in p.specs for entry in (*(s.egress or ()),))
+    (note,) = [n for n in proposal.notes if n.kind is NoteKind.BAD_PORT]
+    assert note.subject == "data/db" and "not allowed" in note.message
+
+
+def test_a_peer_without_labels_is_left_out_not_selected_by_namespace() -> None:
+    """A field-masked peer (no labels but the default service account): a selector for it would
+    be `{}` or namespace-only, every pod of the namespace."""
+    bare = workload("shop")
+    proposal = synthesize([edge(API, bare, port=8080), edge(API, DB, port=5432)], Scope.of(["shop"]))
+    (api,) = proposal.policies
+    selectors = [s for entry in api.specs[0].egress or () for s in entry.endpoints or ()]
+    assert selectors == [Selector.of({"app.kubernetes.io/name": "db", "k8s:io.kubernetes.pod.namespace": "data"})]
+    assert any(n.kind is NoteKind.NO_LABELS and "every pod of namespace shop" in n.message for n in proposal.notes)
+
+
+def test_a_workload_whose_labels_another_carries_is_told_apart_by_does_not_exist() -> None:
+    lone = workload("shop", "lone")
+    twin = Peer(PeerKind.WORKLOAD, cluster="prod", namespace="shop", labels=(*lone.labels, "k8s:tier=x"))
+    selectors = Selectors.build([lone, twin])
+    assert selectors.selector(lone).match_expressions == (Requirement("tier", Operator.DOES_NOT_EXIST),)
+    assert selectors.selector(twin).match_expressions == ()

@@ -1,8 +1,9 @@
-"""Reports for reviewers: generate's notes, verify's drops, diff's findings (text, Markdown, JSON)."""
+"""Reports for reviewers: generate's notes, verify's drops and probes, diff's findings (text, Markdown, JSON)."""
 
 from __future__ import annotations
 
 from flowgen.check.diff import Comparison
+from flowgen.check.probes import MEANINGS, Leak, ProbeClass, ProbeReport, describe
 from flowgen.check.verify import Drop, Verification
 from flowgen.synth.notes import Note, NoteKind, Proposal
 
@@ -28,6 +29,9 @@ _TITLES = {
     NoteKind.DNS_SERVER: "DNS servers opened to the cluster",
     NoteKind.SYSTEM: "System namespaces",
     NoteKind.NO_ALLOWANCE: "Workloads with no allowed traffic",
+    NoteKind.BAD_PORT: "Ports that cannot be evidence",
+    NoteKind.UNUSABLE_VALUE: "Values left out of rules",
+    NoteKind.REJECTED: "Policies left out (Cilium would reject them)",
 }
 
 
@@ -147,6 +151,120 @@ def verification_json(result: Verification, policies: int) -> dict[str, object]:
         "drops": [_drop_json(d) for d in result.drops],
         "l7_unchecked": result.l7_unchecked,
         "warnings": result.warnings,
+    }
+
+
+# ---------------------------------------------------------------------------
+# verify --probes
+
+# Allowed probes shown per class in text (Markdown and JSON list them all).
+SHOWN_LEAKS = 5
+
+
+def _probe_summary(report: ProbeReport, policies: int) -> list[str]:
+    lines = [
+        f"Probed {report.total} near-miss requests no evidence supports against {policies} policies: "
+        f"{len(report.allowed)} would be allowed."
+    ]
+    if report.dropped:
+        lines.append(
+            f"Observed requests: {report.observed} replayed, {report.dropped} would be dropped "
+            "(a policy set that drops what is needed is not tight, it is broken: see flowgen verify)."
+        )
+    else:
+        lines.append(f"Observed requests: {report.observed} replayed, all admitted.")
+    scope = f"Namespaces probed: {', '.join(report.namespaces) or 'none'}."
+    if report.not_probed:
+        scope += (
+            f" Not probed: {', '.join(report.not_probed)} (system namespaces no policy of the set is in; "
+            "name them with -n to probe them)."
+        )
+    return [*lines, scope]
+
+
+def _leak_why(leak: Leak) -> str:
+    rules = ", ".join(leak.allowed_by) or "no enforcing policy on either side"
+    return f"allowed by {rules}" + ("; passed at L4 without L7 detail" if leak.l7_unchecked else "")
+
+
+def probes_text(report: ProbeReport, policies: int) -> str:
+    lines = _probe_summary(report, policies)
+    lines.append(f"  {'class':<22} {'probes':>6} {'allowed':>7}")
+    lines.extend(f"  {kind:<22} {report.probes[kind]:>6} {len(report.leaks(kind)):>7}" for kind in ProbeClass)
+    if report.allowed:
+        lines.append("Allowed probes, by class:")
+    for kind in ProbeClass:
+        leaks = report.leaks(kind)
+        if not leaks:
+            continue
+        lines.append(f"  {kind} ({len(leaks)} of {report.probes[kind]}): {MEANINGS[kind]}")
+        lines.extend(f"    {leak.probe.example}  ({_leak_why(leak)})" for leak in leaks[:SHOWN_LEAKS])
+        if len(leaks) > SHOWN_LEAKS:
+            lines.append(f"    ... and {len(leaks) - SHOWN_LEAKS} more (-o markdown or -o json lists them all)")
+    lines.extend(f"Warning: not modelled: {w}" for w in report.warnings)
+    return "\n".join(lines) + "\n"
+
+
+def probes_markdown(report: ProbeReport, policies: int) -> str:
+    lines = ["# flowgen verify --probes", "", *_probe_summary(report, policies)]
+    lines += ["", "| class | what it tries | probes | allowed |", "|---|---|---:|---:|"]
+    lines.extend(
+        f"| {kind} | {_cell(MEANINGS[kind])} | {report.probes[kind]} | {len(report.leaks(kind))} |"
+        for kind in ProbeClass
+    )
+    for kind in ProbeClass:
+        leaks = report.leaks(kind)
+        if not leaks:
+            continue
+        lines += ["", f"## {kind}: {len(leaks)} of {report.probes[kind]} allowed", ""]
+        lines += ["| source | destination | port | L7 | near | why |", "|---|---|---|---|---|---|"]
+        lines.extend(
+            f"| {_cell(leak.probe.source_name)} | {_cell(leak.probe.destination_name)} | "
+            f"{leak.probe.protocol}/{leak.probe.port} | {_cell(describe(leak.probe.l7))} | {_cell(leak.probe.near)} | "
+            f"{_cell(_leak_why(leak))} |"
+            for leak in leaks
+        )
+    if report.warnings:
+        lines += ["", "## Not modelled", "", *(f"- {w}" for w in report.warnings)]
+    return "\n".join(lines) + "\n"
+
+
+def _leak_json(leak: Leak) -> dict[str, object]:
+    probe = leak.probe
+    return {
+        "class": str(probe.kind),
+        "source": probe.source_name,
+        "destination": probe.destination_name,
+        "protocol": probe.protocol,
+        "port": probe.port,
+        "l7": describe(probe.l7) or None,
+        "near": probe.near,
+        "allowed_by": list(leak.allowed_by),
+        "l7_unchecked": leak.l7_unchecked,
+        "example": probe.example,
+    }
+
+
+def probes_json(report: ProbeReport, policies: int) -> dict[str, object]:
+    return {
+        "policies": policies,
+        "namespaces": list(report.namespaces),
+        "not_probed": list(report.not_probed),
+        "observed": {"requests": report.observed, "dropped": report.dropped},
+        "probes": report.total,
+        "allowed": len(report.allowed),
+        "classes": [
+            {
+                "class": str(kind),
+                "meaning": MEANINGS[kind],
+                "probes": report.probes[kind],
+                "allowed": len(report.leaks(kind)),
+                "examples": [leak.probe.example for leak in report.leaks(kind)[:SHOWN_LEAKS]],
+            }
+            for kind in ProbeClass
+        ],
+        "allowed_probes": [_leak_json(leak) for leak in report.allowed],
+        "warnings": report.warnings,
     }
 
 

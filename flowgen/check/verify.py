@@ -8,7 +8,8 @@ counts: workloads are matched by their stable identity labels (see
 flowgen.graph.identity; labels dropped as volatile, such as `version` or
 `job-name`, are not there to match), outside destinations by the DNS name or
 address the graph recorded. Either way, HTTP paths with a query string are
-replayed as `path?`, and folded paths with a sample id in place of `{id}`.
+replayed as `path?`, and folded paths with a sample id of its class in place of a
+placeholder (`{int}`, `{uuid}`, ...).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from flowgen.check.engine import Decision, Engine, L7Request, Party, Request
 from flowgen.cilium import CLUSTER_KEY, NAMESPACE_KEY, Entity
 from flowgen.graph.edge import Edge, Sample, settle
 from flowgen.graph.evidence import GRANTING, L7Kind
-from flowgen.graph.folding import ID_PLACEHOLDER, REST_PLACEHOLDER
+from flowgen.graph.folding import REST_PLACEHOLDER, placeholder_sample
 from flowgen.graph.identity import Peer, PeerKind, split_label
 
-# Stands in for `{id}` and a trailing `*` of folded paths when they are replayed.
-SAMPLE_ID = "1"
+# Stands in for a trailing `*` of folded paths when they are replayed.
 SAMPLE_REST = "x"
 
 
@@ -54,7 +54,7 @@ def party(peer: Peer, namespace_labels: tuple[str, ...] = ()) -> Party:
 def _path(edge: Edge) -> str:
     path = edge.l7.path
     if edge.folded:
-        segments = [SAMPLE_ID if s == ID_PLACEHOLDER else s for s in path.split("/")]
+        segments = [placeholder_sample(s) or s for s in path.split("/")]
         if segments and segments[-1] == REST_PLACEHOLDER:
             segments[-1] = SAMPLE_REST
         path = "/".join(segments)
@@ -171,6 +171,11 @@ def _items(edges: Sequence[Edge], samples: Mapping[tuple[object, ...], tuple[Sam
     names = _display_names(edges)
     items: dict[tuple[object, ...], _Item] = {}
     for edge in granted:
+        if not samples.get(edge.key):
+            # No sample for this edge (e.g. evidence from an older store): replay the edge itself,
+            # never skip it, or a drop would go unreported.
+            items[(edge.key, None)] = _Item(request(edge), edge, edge.flows, edge.first, edge.last, set(edge.nodes))
+            continue
         for sample in samples.get(edge.key, ()):
             shown = replace(
                 edge,

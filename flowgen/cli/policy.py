@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,13 +28,20 @@ from flowgen.cli.console import (
     write,
 )
 from flowgen.cli.timespec import parse_duration
-from flowgen.errors import FlowgenError, InputError, UsageError
+from flowgen.errors import InputError, UsageError
+from flowgen.synth.notes import NoteKind
 from flowgen.synth.options import L7Mode, Scope, WorldMode
 
 if TYPE_CHECKING:
+    from flowgen.check.engine import Engine
+    from flowgen.graph.observed import Observed
     from flowgen.policy.model import Policy
     from flowgen.synth.notes import Note, Proposal
 
+# generate's exit status when evidence had to be left out (README "Bad input").
+INCOMPLETE = 3
+# Notes that mean observed evidence was left out of the output.
+LEFT_OUT = frozenset({NoteKind.UNUSABLE_VALUE, NoteKind.BAD_PORT, NoteKind.REJECTED})
 # How many notes of one kind generate prints (all go to --report).
 SHOWN_NOTES = 10
 
@@ -119,12 +127,15 @@ def generate(
             help="Egress to outside addresses without a DNS name: cidr (/32 rules) or entity (world).",
         ),
     ] = WorldMode.CIDR,
-    world_clients: Annotated[
+    world_networks: Annotated[
         int,
         typer.Option(
-            metavar="N", help="Distinct outside clients on a port from which ingress allows the world entity.", min=1
+            metavar="N",
+            help="Public client networks (/24, /48) on a port from which its ingress allows the world entity "
+            "(an open population); fewer stay fromCIDR.",
+            min=1,
         ),
-    ] = 5,
+    ] = 3,
     dns_collapse: Annotated[
         int, typer.Option(metavar="N", help="DNS names under one parent past which they collapse to *.parent.", min=1)
     ] = 10,
@@ -154,6 +165,14 @@ def generate(
         Path | None,
         typer.Option("--report", metavar="FILE", help="Also write the notes to this file (.md Markdown or .json)."),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help=f"Exit {INCOMPLETE} when any observed value had to be left out (an unusable name, port or "
+            "label); without it only a policy left out whole does.",
+        ),
+    ] = False,
 ) -> None:
     """Generate least-privilege CiliumNetworkPolicies from the observed graph.
 
@@ -170,7 +189,6 @@ def generate(
     with errors_boundary():
         from flowgen.policy.folder import write_policies  # noqa: PLC0415
         from flowgen.policy.render import dump, to_document  # noqa: PLC0415
-        from flowgen.policy.validation import validate  # noqa: PLC0415
         from flowgen.synth.options import Options  # noqa: PLC0415
         from flowgen.synth.synth import synthesize  # noqa: PLC0415
 
@@ -181,7 +199,7 @@ def generate(
             version=version,
             l7=l7,
             world=world,
-            world_clients=world_clients,
+            world_networks=world_networks,
             dns_collapse=dns_collapse,
             path_collapse=path_collapse,
             min_flows=min_flows,
@@ -203,12 +221,6 @@ def generate(
         scope = Scope.of(namespace or [], all_namespaces=all_namespaces)
         evidence = observed(input_file, store, since, namespaces=_loaded(scope), allow_partial=allow_partial)
         proposal = synthesize(evidence.edges(), scope, options)
-        problems = [problem for p in proposal.policies for problem in validate(p, version)]
-        if problems:
-            raise FlowgenError(
-                "a generated policy would be rejected by Cilium (a flowgen bug; please report it with the "
-                "flows):\n  " + "\n  ".join(problems)
-            )
         if output_dir is not None:
             written = write_policies(output_dir, proposal.policies)
             err.print(f"Wrote {len(proposal.policies)} policies and kustomization.yaml to {output_dir} ({written})")
@@ -220,6 +232,11 @@ def generate(
         _print_notes(proposal.notes)
         if report is not None:
             _write_report(report, proposal)
+        left_out = Counter(n.kind for n in proposal.notes if n.kind in LEFT_OUT)
+        if left_out[NoteKind.REJECTED] or (strict and left_out):
+            said = ", ".join(f"{count} {kind}" for kind, count in sorted(left_out.items()))
+            err.print(f"Incomplete: evidence was left out ({said}); see the notes above")
+            raise typer.Exit(INCOMPLETE)
 
 
 def _warn_invalid(policies: list[Policy], version: Release) -> None:
@@ -299,18 +316,30 @@ def verify(
     ] = Mode.DEFAULT,
     output: FormatOption = ReportFormat.text,
     exit_code: ExitCodeOption = False,
+    probes: Annotated[
+        bool,
+        typer.Option(
+            "--probes",
+            help="Replay near-miss requests no evidence supports instead, and report those the policies would "
+            "allow, by class (with --exit-code: exit 1 when any is allowed).",
+        ),
+    ] = False,
 ) -> None:
     """Replay observed requests against policies and report what they would drop.
 
     Nothing is applied anywhere: flowgen decides offline, the way Cilium would,
     and says which rule refuses each request. DNS lookups that would be refused
     are listed on their own (names behind toFQDNs rules would stop resolving).
+    With --probes it measures the other half of least privilege: requests next
+    to the observed ones (another port, method, path, name, topic, pod) that
+    should be refused (docs/verify.md).
 
     Example:
 
     \b
         flowgen verify -p policies/ -i fixtures/flows/demo.jsonl
         flowgen verify -p policies/ -n shop -o markdown --exit-code
+        flowgen verify --probes -p policies/ -i fixtures/flows/demo.jsonl
     """
     with errors_boundary():
         from flowgen.check.engine import Engine  # noqa: PLC0415
@@ -332,6 +361,11 @@ def verify(
         evidence = observed(input_file, store, since, namespaces=namespace, allow_partial=allow_partial, samples=True)
         engine = Engine(existing, mode=mode, version=version)
         result = replay(evidence.edges(), engine, namespace or (), evidence.samples)
+        if probes:
+            _verify_probes(
+                evidence, existing, engine, namespace or [], result.requests, len(result.drops), output, exit_code
+            )
+            return
         if output is ReportFormat.json:
             sys.stdout.write(
                 orjson.dumps(verification_json(result, len(existing)), option=orjson.OPT_INDENT_2).decode()
@@ -343,6 +377,35 @@ def verify(
             write(verification_text(result, len(existing)))
         if exit_code and result.drops:
             raise typer.Exit(1)
+
+
+def _verify_probes(
+    evidence: Observed,
+    existing: list[Policy],
+    engine: Engine,
+    namespaces: list[str],
+    observed_requests: int,
+    dropped: int,
+    output: ReportFormat,
+    exit_code: bool,
+) -> None:
+    """verify --probes: derive the near-miss probes, replay them, print the report."""
+    from flowgen.check.probes import derive, probe_scope  # noqa: PLC0415
+    from flowgen.check.probes import replay as replay_probes  # noqa: PLC0415
+    from flowgen.check.report import probes_json, probes_markdown, probes_text  # noqa: PLC0415
+
+    edges = evidence.edges()
+    scope, not_probed = probe_scope(edges, existing, namespaces)
+    report = replay_probes(derive(edges, evidence.samples, scope), engine, scope, not_probed)
+    report.observed, report.dropped = observed_requests, dropped
+    if output is ReportFormat.json:
+        sys.stdout.write(orjson.dumps(probes_json(report, len(existing)), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif output is ReportFormat.markdown:
+        write(probes_markdown(report, len(existing)))
+    else:
+        write(probes_text(report, len(existing)))
+    if exit_code and report.allowed:
+        raise typer.Exit(1)
 
 
 def diff(

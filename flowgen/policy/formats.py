@@ -101,3 +101,37 @@ def _not_re2(pattern: str) -> str | None:
         after_quantifier = not in_class and char in "*+?" and not after_quantifier
         i += 1
     return None
+
+
+# Single values that come from workloads, as synthesis checks them before writing them into a
+# rule: each returns why the value cannot be written (worded to follow the value), or None.
+
+
+def label_value_problem(value: str) -> str | None:
+    if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
+        return "is not a valid label value (at most 63 letters, digits, '-', '_' and '.')"
+    return None
+
+
+def namespace_problem(name: str) -> str | None:
+    if len(name) > 63 or not DNS_LABEL.fullmatch(name):
+        return "is not a valid namespace name (at most 63 lower-case letters, digits and '-')"
+    return None
+
+
+def dns_name_problem(name: str) -> str | None:
+    """A name for `matchName`: a literal name, no `*` (a query for `*.example.org` is legal DNS,
+    but as a rule it would be a pattern nobody asked for), not the root."""
+    if not name.strip("."):
+        return "is the DNS root or empty, not a name a rule can list"
+    if "*" in name:
+        return "contains '*', which a DNS rule would read as a wildcard"
+    if len(name) > 253 or not FQDN_NAME.fullmatch(name):
+        return "is not a DNS name a rule can list (letters, digits, '-', '_' and single dots, at most 253)"
+    return None
+
+
+def kafka_topic_problem(topic: str) -> str | None:
+    if len(topic) > 249 or not KAFKA_TOPIC.fullmatch(topic):
+        return "is not a Kafka topic a rule can name (at most 249 letters, digits, '.', '_' and '-')"
+    return None

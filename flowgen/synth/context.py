@@ -17,8 +17,9 @@ from typing import Final
 from flowgen.cilium import CLUSTER_KEY, NAMESPACE_KEY
 from flowgen.graph.edge import Edge
 from flowgen.graph.identity import Peer, PeerKind
+from flowgen.policy.formats import label_value_problem, namespace_problem
 from flowgen.policy.model import Direction, PeerRule, Selector
-from flowgen.synth.notes import Note
+from flowgen.synth.notes import Note, NoteKind
 from flowgen.synth.options import Options
 from flowgen.synth.patterns import Selectors
 
@@ -47,14 +48,30 @@ class Context:
             return f"{peer.namespace}/{self.names.get(peer) or ','.join(peer.labels)}"
         return peer.name or str(peer.kind)
 
-    def selector(self, peer: Peer, subject: Peer | None) -> Selector:
-        """A peer selector as seen from a CNP in `subject`'s namespace (None: a CCNP)."""
-        labels = dict(self.selectors.by_peer.get(peer, {}))
+    def unselectable(self, peer: Peer) -> tuple[NoteKind, str] | None:
+        """Why no selector names exactly this workload (and the kind of note that says so), or None."""
+        if not peer.usable or not self.selectors.by_peer.get(peer):
+            reason = f"no label tells it apart: a selector would name every pod of namespace {peer.namespace}"
+            return NoteKind.NO_LABELS, reason
+        problem = namespace_problem(peer.namespace)
+        if problem:
+            return NoteKind.UNUSABLE_VALUE, f"its namespace {peer.namespace!r} {problem}"
+        problem = label_value_problem(peer.cluster) if peer.cluster else None
+        if problem:
+            return NoteKind.UNUSABLE_VALUE, f"its cluster name {peer.cluster!r} {problem}"
+        return None
+
+    def selector(self, peer: Peer, subject: Peer | None) -> Selector | None:
+        """A peer selector as seen from a CNP in `subject`'s namespace (None: a CCNP), or None
+        when no label tells the peer apart: a selector would name every pod of its namespace."""
+        if self.unselectable(peer):
+            return None
+        extra = {}
         if subject is None or peer.namespace != subject.namespace:
-            labels[NAMESPACE_KEY] = peer.namespace
+            extra[NAMESPACE_KEY] = peer.namespace
         if subject is not None and peer.cluster and subject.cluster and peer.cluster != subject.cluster:
-            labels[CLUSTER_KEY] = peer.cluster
-        return Selector.of(labels)
+            extra[CLUSTER_KEY] = peer.cluster
+        return self.selectors.selector(peer, extra)
 
 
 @dataclass(frozen=True, slots=True)

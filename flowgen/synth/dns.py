@@ -23,6 +23,7 @@ from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import L7Kind
 from flowgen.graph.identity import Peer, PeerKind
 from flowgen.ingest.flow import Protocol
+from flowgen.policy.formats import dns_name_problem
 from flowgen.policy.model import (
     Direction,
     FQDNSelector,
@@ -101,15 +102,31 @@ def egress_rules(ctx: Context, subject: Peer, lookups: Lookups) -> tuple[Rules, 
             ),
         )
         fqdns = {}
-    lookup = _lookup_rules(ctx, subject, lookups.by_server, lookups.resolved | set(fqdns), bool(fqdns))
+    unusable = {name: problem for name in lookups.resolved | set(fqdns) if (problem := dns_name_problem(name))}
+    notes += tuple(
+        Note(NoteKind.UNUSABLE_VALUE, ctx.label(subject), f"DNS name {name!r} {problem}; left out of its rules")
+        for name, problem in sorted(unusable.items())
+    )
+    resolved = lookups.resolved - set(unusable)
+    fqdns = {name: edges for name, edges in fqdns.items() if name not in unusable}
+    # Names seen but none usable: no DNS rule at all, rather than one that allows every name.
+    known = bool(lookups.resolved)
+    lookup = _lookup_rules(ctx, subject, lookups.by_server, resolved | set(fqdns), bool(fqdns), known=known)
     return Rules(notes=notes) + lookup, _fqdn_rules(ctx, subject, fqdns)
 
 
 def _lookup_rules(
-    ctx: Context, subject: Peer, by_server: Mapping[Peer, Sequence[Edge]], names: frozenset[str], cached: bool
+    ctx: Context,
+    subject: Peer,
+    by_server: Mapping[Peer, Sequence[Edge]],
+    names: frozenset[str],
+    cached: bool,
+    *,
+    known: bool,
 ) -> Rules:
     """One entry per DNS server. `cached`: the workload connected to names it did not look up
-    in the window (cached answers), so with no lookup seen every DNS server seen is used."""
+    in the window (cached answers), so with no lookup seen every DNS server seen is used.
+    `known`: Hubble saw the names looked up (L7), so no `names` means none could be listed."""
     servers = dict(by_server)
     if cached and not servers:
         servers = {server: () for server in sorted(ctx.dns_servers)}
@@ -121,7 +138,22 @@ def _lookup_rules(
     entries = []
     for server, edges in sorted(servers.items()):
         evidence = Evidence.of(edges)
+        selector = ctx.selector(server, subject)
+        unselectable = ctx.unselectable(server)
+        if selector is None:
+            kind, why = unselectable or (NoteKind.NO_LABELS, "no selector")
+            notes.append(
+                Note(
+                    kind,
+                    ctx.label(subject),
+                    f"DNS to {ctx.label(server)}: {evidence.describe()} not turned into a rule (the DNS server: {why})",
+                    evidence.flows,
+                )
+            )
+            continue
         ports = _udp_and_tcp({e.port for e in edges if e.port} or {DNS_PORT})
+        if not names and known:
+            continue
         if not names:
             notes.append(
                 Note(
@@ -137,7 +169,7 @@ def _lookup_rules(
             rule = PortRule(ports, L7Rules(dns=tuple(selectors)))
         entries.append(
             PeerRule(
-                endpoints=(ctx.selector(server, subject),),
+                endpoints=(selector,),
                 to_ports=(rule,),
                 comment=f"DNS to {ctx.label(server)}: {evidence.describe(counts=False)}",
             )
@@ -200,9 +232,9 @@ def server_ingress(ctx: Context, subject: Peer, edges: Sequence[Edge]) -> tuple[
 
 def baseline_rule(ctx: Context, subject: Peer | None) -> PeerRule | None:
     """Egress to every DNS server seen, as seen from `subject` (None: a CCNP); None when no server was seen."""
-    if not ctx.dns_servers:
-        return None
-    return any_name_rule([ctx.selector(server, subject) for server in sorted(ctx.dns_servers)])
+    selectors = [ctx.selector(server, subject) for server in sorted(ctx.dns_servers)]
+    named = [selector for selector in selectors if selector is not None]
+    return any_name_rule(named) if named else None
 
 
 def any_name_rule(servers: Sequence[Selector]) -> PeerRule:

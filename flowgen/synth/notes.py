@@ -39,6 +39,9 @@ class NoteKind(enum.StrEnum):
     DNS_SERVER = "dns-server"
     SYSTEM = "system-namespace"
     NO_ALLOWANCE = "no-allowance"
+    BAD_PORT = "invalid-port"
+    UNUSABLE_VALUE = "unusable-value"
+    REJECTED = "rejected-policy"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -29,8 +29,8 @@ class Options:
     version: Release = DEFAULT_RELEASE
     l7: L7Mode = L7Mode.ALL
     world: WorldMode = WorldMode.CIDR
-    # Distinct outside client addresses on one port from which ingress becomes `fromEntities: [world]`.
-    world_clients: int = 5
+    # Distinct public client networks (/24, /48) on one port from which ingress becomes `fromEntities: [world]`.
+    world_networks: int = 3
     # Names under one parent past which they collapse to `*.parent`.
     dns_collapse: int = 10
     # Distinct path rules per peer, port and method past which paths collapse by first segment.

@@ -4,8 +4,7 @@
   from the other observed workloads of its namespace (ref cilium-policy.md §9.3);
 - DNS names: exact names, collapsed to `*.parent` past a threshold but never at
   a public suffix (the Public Suffix List decides, via publicsuffixlist);
-- HTTP paths: anchored RE2 regexes with id-like segments generalized, literal
-  parts escaped, and the query string allowed when one was seen (§7.2);
+- HTTP paths: see flowgen.synth.paths;
 - Kafka: roles (produce / consume) for the api keys they cover, per topic (§7.4);
 - policy names: `flowgen-<workload>` as DNS labels.
 
@@ -18,15 +17,14 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 from publicsuffixlist import PublicSuffixList
 
 from flowgen.cilium import SERVICEACCOUNT_LABEL
 from flowgen.graph.edge import Edge
-from flowgen.graph.folding import ID_PLACEHOLDER, REST_PLACEHOLDER, is_id_segment
 from flowgen.graph.identity import Peer, split_label
-from flowgen.policy.model import KAFKA_ROLE_KEYS, FQDNSelector, KafkaRule
+from flowgen.policy.formats import label_value_problem, qualified_name_problem
+from flowgen.policy.model import KAFKA_ROLE_KEYS, FQDNSelector, KafkaRule, Operator, Requirement, Selector
 
 _PSL = PublicSuffixList()
 # Preferred selector keys (ref §9.3 step 5), then the other labels, then the service account.
@@ -43,9 +41,6 @@ _PREFERRED: tuple[str, ...] = (
 _PRODUCE = frozenset({"produce"})
 _CONSUME = frozenset({"fetch", "offsets", "offsetcommit", "offsetfetch", "findcoordinator", "joingroup"})
 _CONSUME |= frozenset({"heartbeat", "leavegroup", "syncgroup"})
-# Characters Hubble shows percent-encoded in a path while Envoy matches them raw (ref hubble-api.md §7).
-_ENCODED_BY_HUBBLE = frozenset("|^{}\\ ")
-_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -64,10 +59,20 @@ def _selector_key(label_key: str, source: str) -> str:
 @dataclass(slots=True)
 class Selectors:
     """The smallest stable label set that selects each workload among the observed
-    workloads of its namespace (greedy over the preferred keys)."""
+    workloads of its namespace (greedy over the preferred keys). A workload whose labels
+    are all carried by another observed workload too (`ambiguous`) is told apart by
+    `DoesNotExist` expressions on a label each of those others has (`exclusions`)."""
 
     by_peer: dict[Peer, dict[str, str]] = field(default_factory=dict)
     ambiguous: set[Peer] = field(default_factory=set)
+    exclusions: dict[Peer, tuple[Requirement, ...]] = field(default_factory=dict)
+    # Labels a selector cannot carry (a key or value Kubernetes rejects), per workload.
+    unusable: dict[Peer, tuple[str, ...]] = field(default_factory=dict)
+
+    def selector(self, peer: Peer, extra: dict[str, str] | None = None) -> Selector:
+        """The selector of an observed workload, with `extra` labels (a namespace) added."""
+        labels = {**self.by_peer.get(peer, {}), **(extra or {})}
+        return Selector(tuple(sorted(labels.items())), self.exclusions.get(peer, ()))
 
     @staticmethod
     def build(workloads: Iterable[Peer]) -> Selectors:
@@ -77,6 +82,10 @@ class Selectors:
             by_namespace[(peer.cluster, peer.namespace)].append(peer)
         for peers in by_namespace.values():
             labelled = {p: _labels(p) for p in peers}
+            for peer in peers:
+                left_out = tuple(label for label in peer.labels if split_label(label)[1] not in labelled[peer])
+                if left_out:
+                    result.unusable[peer] = left_out
             for peer, labels in labelled.items():
                 others = [other for o, other in labelled.items() if o != peer]
                 chosen: dict[str, str] = {}
@@ -85,21 +94,36 @@ class Selectors:
                     if not any(_matches(chosen, other) for other in others):
                         break
                 else:
-                    # Every label used and another workload still matches: its labels are a superset.
-                    if any(_matches(chosen, other) for other in others):
+                    # Every label used and other workloads still match: their labels are a superset.
+                    wider = [other for other in others if _matches(chosen, other)]
+                    if wider:
                         result.ambiguous.add(peer)
+                        result.exclusions[peer] = _excluding(labels, wider)
                 result.by_peer[peer] = {
                     _selector_key(key, labels[key][0]): value for key, value in sorted(chosen.items())
                 }
         return result
 
 
+def _excluding(labels: dict[str, tuple[str, str]], wider: list[dict[str, tuple[str, str]]]) -> tuple[Requirement, ...]:
+    """`DoesNotExist` on one label key (the first in selector order) of each wider workload
+    that `labels` lacks: the selector then matches none of them."""
+    excluded = set()
+    for other in wider:
+        key = next((k for k in _ordered_keys(other) if k not in labels), None)
+        if key is not None:
+            excluded.add(_selector_key(key, other[key][0]))
+    return tuple(Requirement(key, Operator.DOES_NOT_EXIST) for key in sorted(excluded))
+
+
 def _labels(peer: Peer) -> dict[str, tuple[str, str]]:
-    """key -> (source, value) of a workload's labels."""
+    """key -> (source, value) of a workload's labels a selector can name (a key or value
+    Kubernetes would reject is left out: a selector with it would be refused)."""
     result = {}
     for label in peer.labels:
         source, key, value = split_label(label)
-        result[key] = (source, value)
+        if not (qualified_name_problem(key) or label_value_problem(value)):
+            result[key] = (source, value)
     return result
 
 
@@ -143,65 +167,6 @@ def policy_name(display: str) -> str:
     """`flowgen-<workload>` as a DNS-1123 subdomain label."""
     cleaned = _NAME_CHARS.sub("-", display.lower()).strip("-") or "workload"
     return f"flowgen-{cleaned}"[:253].rstrip("-")
-
-
-# ---------------------------------------------------------------------------
-# HTTP paths
-
-
-def _literal(segment: str) -> str:
-    """A path segment as an RE2 literal; characters Hubble shows percent-encoded
-    also match in their raw form, because Envoy matches the raw path."""
-    out, last = [], 0
-    for match in _PERCENT_RUN.finditer(segment):
-        out.append(re.escape(segment[last : match.start()]))
-        encoded = match.group(0)
-        decoded = unquote(encoded)
-        if decoded != encoded and (any(c in _ENCODED_BY_HUBBLE for c in decoded) or not decoded.isascii()):
-            out.append(f"(?:{re.escape(encoded)}|{re.escape(decoded)})")
-        else:
-            out.append(re.escape(encoded))
-        last = match.end()
-    out.append(re.escape(segment[last:]))
-    return "".join(out)
-
-
-def path_regex(path: str, *, folded: bool, query: bool) -> str:
-    """An anchored path regex for an observed (or folded) path: id-like segments
-    become `[^/]+`, literal parts are escaped, and `(\\?.*)?` is added when a query
-    string was seen (Envoy matches the path with its query, ref §7.2)."""
-    segments = path.split("/")
-    parts = []
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if (folded and segment == ID_PLACEHOLDER) or is_id_segment(segment):
-            parts.append("[^/]+")
-        elif folded and last and segment == REST_PLACEHOLDER:
-            parts.append(".*")
-        else:
-            parts.append(_literal(segment))
-    regex = "/".join(parts)
-    return regex + (r"(\?.*)?" if query else "")
-
-
-def collapse_paths(paths: dict[str, bool], threshold: int) -> tuple[dict[str, bool], dict[str, int]]:
-    """path regex -> query seen. Past `threshold` distinct regexes, regexes sharing a
-    first segment collapse into `/<segment>(/.*)?`; returns the collapsed prefixes too."""
-    if len(paths) <= threshold:
-        return paths, {}
-    groups: dict[str, list[str]] = defaultdict(list)
-    for regex in paths:
-        groups[regex.lstrip("/").split("/", 1)[0]].append(regex)
-    result: dict[str, bool] = {}
-    collapsed: dict[str, int] = {}
-    for first, members in groups.items():
-        if len(members) > 1 and first and first != "[^/]+":
-            regex = f"/{first}(/.*)?" + (r"(\?.*)?" if any(paths[m] for m in members) else "")
-            result[regex] = False
-            collapsed[regex] = len(members)
-        else:
-            result.update({m: paths[m] for m in members})
-    return result, collapsed
 
 
 def kafka_rules(edges: list[Edge]) -> tuple[KafkaRule, ...]:

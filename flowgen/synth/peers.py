@@ -8,6 +8,7 @@ as asked). Peers no policy can name (unknown, health, init) become notes.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ class Target:
 def find_target(ctx: Context, subject: Peer, peer: Peer, direction: Direction) -> Target | None:
     """How a rule entry of `subject`'s policy names `peer` (None: no policy can)."""
     if peer.kind is PeerKind.WORKLOAD:
-        return Target(endpoints=(ctx.selector(peer, subject),))
+        selector = ctx.selector(peer, subject)
+        return None if selector is None else Target(endpoints=(selector,))
     if peer.kind is PeerKind.ENTITY and peer.name in _EXPRESSIBLE_ENTITIES:
         return Target(entities=(str(peer.name),))
     if peer.kind is PeerKind.CIDR:
@@ -96,6 +98,8 @@ def peer_rules(ctx: Context, subject: Peer, peer: Peer, edges: Sequence[Edge], d
 def _unexpressed(ctx: Context, subject: Peer, peer: Peer, evidence: Evidence, direction: Direction) -> Note:
     if peer.kind is PeerKind.UNKNOWN:
         kind, why = NoteKind.UNKNOWN_PEER, "(the peer has no identity labels in the flows)"
+    elif peer.kind is PeerKind.WORKLOAD and (unselectable := ctx.unselectable(peer)):
+        kind, why = unselectable[0], f"({unselectable[1]})"
     elif peer.name in (Entity.HEALTH, Entity.INIT):
         kind, why = NoteKind.NOT_EXPRESSED, "(cilium-health and init traffic are not policy material)"
     else:
@@ -114,33 +118,64 @@ def is_outside(peer: Peer) -> bool:
 
 
 def outside_ingress(ctx: Context, subject: Peer, edges: Sequence[Edge]) -> Rules:
-    """Clients outside the cluster: fromCIDR for a few fixed addresses, and the world entity
-    for a port reached from `world_clients` addresses or more (an internet-facing service)."""
+    """Clients outside the cluster, decided per port: an open population (public addresses
+    from `world_networks` networks or more, or clients Hubble gave no address for) gets the
+    world entity on that port only; a fixed set of addresses (partners, private networks)
+    stays fromCIDR. A note per port says which was chosen and why."""
     by_port: dict[tuple[str, int], list[Edge]] = defaultdict(list)
     for edge in edges:
         by_port[(edge.protocol, edge.port)].append(edge)
     world_ports: list[Edge] = []
     by_cidr: dict[str, list[Edge]] = defaultdict(list)
     notes: list[Note] = []
+    threshold = ctx.options.world_networks
     for (protocol, port), port_edges in sorted(by_port.items()):
-        clients = {e.source.name for e in port_edges if e.source.kind is PeerKind.CIDR}
-        if len(clients) >= ctx.options.world_clients or any(e.source.kind is PeerKind.ENTITY for e in port_edges):
-            world_ports.extend(port_edges)
+        clients = sorted({e.source.name for e in port_edges if e.source.kind is PeerKind.CIDR})
+        networks = public_networks(clients)
+        unaddressed = any(e.source.kind is PeerKind.ENTITY for e in port_edges)
+        flows = sum(e.flows for e in port_edges)
+        seen = f"{protocol}/{port} is reached from {len(clients)} outside addresses in {len(networks)} public networks"
+        if unaddressed or len(networks) >= threshold:
+            why = "and clients Hubble gave no address for" if unaddressed else f"(at least {threshold})"
             notes.append(
                 Note(
                     NoteKind.WORLD_INGRESS,
                     ctx.label(subject),
-                    f"{protocol}/{port} is reached from {len(clients)} outside addresses: allowed from the world "
-                    f"entity (internet-facing; threshold {ctx.options.world_clients})",
-                    sum(e.flows for e in port_edges),
+                    f"{seen} {why}: an open population, so the world entity is allowed on this port only",
+                    flows,
                 )
             )
-        else:
-            for edge in port_edges:
-                by_cidr[edge.source.name].append(edge)
+            world_ports.extend(port_edges)
+            continue
+        notes.append(
+            Note(
+                NoteKind.WORLD_INGRESS,
+                ctx.label(subject),
+                f"{seen} (fewer than {threshold}): a fixed set of clients, allowed by address; a new client "
+                "will be refused (--world-networks sets the threshold)",
+                flows,
+            )
+        )
+        for edge in port_edges:
+            by_cidr[edge.source.name].append(edge)
     rules = Rules(notes=tuple(notes))
     if world_ports:
         rules += peer_rules(ctx, subject, _WORLD, world_ports, Direction.INGRESS)
     for _cidr, cidr_edges in sorted(by_cidr.items()):
         rules += peer_rules(ctx, subject, cidr_edges[0].source, cidr_edges, Direction.INGRESS)
     return rules
+
+
+def public_networks(cidrs: Sequence[str]) -> set[str]:
+    """The distinct public networks (/24 for IPv4, /48 for IPv6: what one provider or site
+    usually holds) of the globally routed addresses among `cidrs`."""
+    networks = set()
+    for text in cidrs:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            continue
+        if network.network_address.is_global:
+            prefix = 24 if network.version == 4 else 48
+            networks.add(str(network.supernet(new_prefix=min(prefix, network.prefixlen))))
+    return networks

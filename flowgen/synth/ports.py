@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from flowgen.cilium import NO_KAFKA_RULES
 from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import L7Kind
+from flowgen.graph.folding import LEGACY_ID_PLACEHOLDER, REST_PLACEHOLDER
 from flowgen.graph.identity import Peer
 from flowgen.ingest.flow import Protocol
+from flowgen.policy.formats import kafka_topic_problem
 from flowgen.policy.model import Direction, HTTPRule, ICMPField, L4Protocol, L7Rules, PortProtocol, PortRule
 from flowgen.synth.context import PREPOSITION, Context
 from flowgen.synth.notes import Note, NoteKind
 from flowgen.synth.options import L7Mode
-from flowgen.synth.patterns import collapse_paths, kafka_rules, path_regex
+from flowgen.synth.paths import Template, path_rules, path_template
+from flowgen.synth.patterns import kafka_rules
 
 # Cilium's CRD takes at most 40 ports in one port rule (maxItems, ref cilium-policy.md §6).
 MAX_PORTS = 40
@@ -60,7 +63,10 @@ def port_rules(ctx: Context, subject: Peer, peer: Peer, edges: Sequence[Edge], d
     notes: list[Note] = []
     for (protocol, port), slot in sorted(by_port.items()):
         where = f"{PREPOSITION[direction]} {ctx.label(peer)} port {port}"
-        l7, said = l7_rules(ctx, subject, where, slot.l7)
+        usable = _usable(ctx, subject, where, slot.l7, notes)
+        if slot.l7 and not usable:
+            continue  # L7 was seen, none of it can be written: an L4 allow would admit every request
+        l7, said = l7_rules(ctx, subject, where, usable)
         notes.extend(said)
         if l7 is not None:
             with_l7.append(PortRule((PortProtocol(str(port), L4Protocol.TCP),), l7))
@@ -68,6 +74,26 @@ def port_rules(ctx: Context, subject: Peer, peer: Peer, edges: Sequence[Edge], d
             plain.append(PortProtocol(str(port), L4Protocol(protocol)))
     chunks = [tuple(plain[i : i + MAX_PORTS]) for i in range(0, len(plain), MAX_PORTS)]
     return Ports(tuple(PortRule(chunk) for chunk in chunks) + tuple(with_l7), tuple(sorted(icmps)), tuple(notes))
+
+
+def _usable(ctx: Context, subject: Peer, where: str, edges: Sequence[Edge], notes: list[Note]) -> list[Edge]:
+    """The L7 edges whose values a rule can carry; a note for each left out (a Kafka topic
+    Kafka itself would refuse, from a crafted or broken capture)."""
+    usable = []
+    for edge in edges:
+        problem = kafka_topic_problem(edge.l7.path) if edge.l7.kind is L7Kind.KAFKA and edge.l7.path else None
+        if problem:
+            notes.append(
+                Note(
+                    NoteKind.UNUSABLE_VALUE,
+                    ctx.label(subject),
+                    f"{where}: Kafka topic {edge.l7.path!r} {problem}; left out",
+                    edge.flows,
+                )
+            )
+        else:
+            usable.append(edge)
+    return usable
 
 
 def l7_rules(ctx: Context, subject: Peer, where: str, edges: Sequence[Edge]) -> tuple[L7Rules | None, list[Note]]:
@@ -97,39 +123,43 @@ def l7_rules(ctx: Context, subject: Peer, where: str, edges: Sequence[Edge]) -> 
 def http_rules(
     ctx: Context, subject: Peer, where: str, edges: Sequence[Edge]
 ) -> tuple[tuple[HTTPRule, ...], list[Note]]:
-    """One HTTP rule per method and path pattern; past `path_collapse` patterns for one method
-    they collapse by first segment. `where` names the peer and port in the notes."""
+    """One HTTP rule per method and path pattern: id segments as the classes of id seen there
+    (flowgen.synth.paths); past `path_collapse` patterns for one method they collapse, and a
+    note says what the collapsed pattern admits. `where` names the peer and port in the notes."""
     notes: list[Note] = []
-    by_method: dict[str, dict[str, bool]] = defaultdict(dict)
+    by_method: dict[str, dict[Template, bool]] = defaultdict(dict)
     for edge in edges:
         # gRPC paths name a service and a method: literal, never generalized.
         grpc = edge.l7.kind is L7Kind.GRPC
-        regex = re.escape(edge.l7.path) if grpc else path_regex(edge.l7.path, folded=edge.folded, query=False)
+        template = path_template(edge.l7.path, folded=edge.folded, literal=grpc)
         paths = by_method[edge.l7.method]
-        paths[regex] = paths.get(regex, False) or edge.l7.query
+        paths[template] = paths.get(template, False) or edge.l7.query
         if edge.folded:
-            notes.append(
-                Note(
-                    NoteKind.FOLDED_PATHS,
-                    ctx.label(subject),
-                    f"{where}: {edge.l7.method} paths beyond the observe bound were folded into {edge.l7.path}",
-                    edge.flows,
-                )
-            )
+            notes.append(Note(NoteKind.FOLDED_PATHS, ctx.label(subject), _folded(where, edge), edge.flows))
     rules: list[HTTPRule] = []
     for method, paths in sorted(by_method.items()):
-        kept, collapsed = collapse_paths(paths, ctx.options.path_collapse)
+        regexes, collapsed = path_rules(paths, ctx.options.path_collapse)
         notes.extend(
             Note(
                 NoteKind.COLLAPSED_PATHS,
                 ctx.label(subject),
-                f"{where}: {count} distinct {method} paths collapsed into {prefix}",
-                count,
+                f"{where}: {c.count} distinct {method} path patterns collapsed into {c.regex}: {c.admits} "
+                "(raise --path-collapse to keep them apart)",
+                c.count,
             )
-            for prefix, count in sorted(collapsed.items())
+            for c in collapsed
         )
-        rules.extend(
-            HTTPRule(method=re.escape(method), path=regex + (r"(\?.*)?" if query else ""))
-            for regex, query in kept.items()
-        )
+        rules.extend(HTTPRule(method=re.escape(method), path=regex) for regex in regexes)
     return tuple(sorted(rules)), notes
+
+
+def _folded(where: str, edge: Edge) -> str:
+    said = f"{where}: {edge.l7.method} paths beyond the observe bound were folded into {edge.l7.path}"
+    if LEGACY_ID_PLACEHOLDER in edge.l7.path.split("/"):
+        said += (
+            f"; {LEGACY_ID_PLACEHOLDER} comes from a store written by an older flowgen, which did not keep the "
+            "kind of id, so any id shape (number, UUID, hex hash, token) is allowed there: observe again to narrow it"
+        )
+    elif edge.l7.path.endswith(f"/{REST_PLACEHOLDER}"):
+        said += "; anything below that prefix is allowed"
+    return said

@@ -41,7 +41,9 @@ from flowgen.cilium import SYSTEM_NAMESPACES, Entity
 from flowgen.graph.edge import Edge, settle
 from flowgen.graph.evidence import GRANTING, Use
 from flowgen.graph.identity import Peer, PeerKind
+from flowgen.ingest.flow import Protocol
 from flowgen.policy.model import Kind, Policy
+from flowgen.policy.validation import validate
 from flowgen.synth.baseline import baselines
 from flowgen.synth.context import Context
 from flowgen.synth.dns import find_servers
@@ -50,14 +52,18 @@ from flowgen.synth.options import L7Mode, Options, Scope, WorldMode
 from flowgen.synth.patterns import Selectors
 from flowgen.synth.workload import workload_policy
 
+_MAX_PORT = 65535
+_MAX_ICMP_TYPE = 255
+
 # Callers import the options from here, beside `synthesize`.
 __all__ = ["L7Mode", "Options", "Scope", "WorldMode", "survey", "synthesize"]
 
 
 def survey(edges: Sequence[Edge], options: Options) -> Context:
     """What every piece reads, drawn once from the edges."""
-    # Evidence a policy drop contradicts (sent, then dropped at the destination) allows nothing.
-    allowed = tuple(e for e in settle(edges)[0] if e.use in GRANTING)
+    # Evidence a policy drop contradicts (sent, then dropped at the destination) allows nothing,
+    # and neither does a port no rule can name.
+    allowed = tuple(e for e in settle(edges)[0] if e.use in GRANTING and port_problem(e) is None)
     by_source: dict[Peer, list[Edge]] = defaultdict(list)
     by_destination: dict[Peer, list[Edge]] = defaultdict(list)
     for edge in allowed:
@@ -105,8 +111,57 @@ def synthesize(edges: Sequence[Edge], scope: Scope, options: Options | None = No
     policies.extend(added)
     notes.extend(about)
     notes.extend(observation_notes(ctx, edges, set(namespaces)))
+    notes.extend(port_notes(ctx, edges, namespaces))
     ordered = sorted(_dedupe_names(policies), key=lambda p: (p.kind is Kind.CNP, p.namespace, p.name))
-    return Proposal(tuple(ordered), tuple(sorted(set(notes))))
+    accepted, rejected = _accepted(ordered, ctx.options)
+    return Proposal(tuple(accepted), tuple(sorted({*notes, *rejected})))
+
+
+def _accepted(policies: list[Policy], options: Options) -> tuple[list[Policy], list[Note]]:
+    """The last guard: a policy Cilium would reject is left out with a note, the rest is kept."""
+    accepted, rejected = [], []
+    for policy in policies:
+        problems = validate(policy, options.version)
+        if problems:
+            rejected.append(
+                Note(
+                    NoteKind.REJECTED,
+                    f"{policy.namespace or 'clusterwide'}/{policy.name}",
+                    "left out, Cilium would reject it (a flowgen bug; please report it with the flows): "
+                    + "; ".join(problems),
+                )
+            )
+        else:
+            accepted.append(policy)
+    return accepted, rejected
+
+
+def port_problem(edge: Edge) -> str | None:
+    """Why the edge's port cannot be evidence for a rule: port 0 or one outside 1-65535 on
+    TCP/UDP/SCTP (Cilium reads port "0" as every port), an ICMP type outside 0-255."""
+    if edge.protocol in (Protocol.ICMPv4, Protocol.ICMPv6):
+        return None if 0 <= edge.port <= _MAX_ICMP_TYPE else f"ICMP type {edge.port} does not exist"
+    if edge.protocol in (Protocol.TCP, Protocol.UDP, Protocol.SCTP) and not 1 <= edge.port <= _MAX_PORT:
+        return f"{edge.protocol} port {edge.port} is not a port (1-65535); a rule for it would allow every port"
+    return None
+
+
+def port_notes(ctx: Context, edges: Iterable[Edge], namespaces: list[str]) -> list[Note]:
+    """A note for each allowed edge of the subjects whose port could not become a rule."""
+    notes = []
+    for edge in edges:
+        problem = port_problem(edge) if edge.use in GRANTING else None
+        sides = {p.namespace for p in (edge.source, edge.destination) if p.kind is PeerKind.WORKLOAD}
+        if problem and sides & set(namespaces):
+            notes.append(
+                Note(
+                    NoteKind.BAD_PORT,
+                    ctx.label(edge.destination),
+                    f"from {ctx.label(edge.source)}: {problem}; not allowed",
+                    edge.flows,
+                )
+            )
+    return notes
 
 
 def system_notes(scope: Scope, seen: set[str]) -> list[Note]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from flowgen.cilium import SERVICEACCOUNT_LABEL
 from flowgen.graph.edge import Edge
 from flowgen.graph.identity import Peer, split_label
-from flowgen.policy.model import MANAGED_BY, Direction, Kind, Policy, Rule, Selector
+from flowgen.policy.model import MANAGED_BY, Direction, Kind, Policy, Rule
 from flowgen.synth import dns
 from flowgen.synth.context import Context, Rules
 from flowgen.synth.notes import Evidence, Note, NoteKind, duration_text
@@ -28,13 +28,20 @@ def workload_policy(ctx: Context, subject: Peer) -> tuple[Policy | None, tuple[N
             "Give its pods an app label",
         )
         return None, (unusable,)
-    notes: list[Note] = []
+    unselectable = ctx.unselectable(subject)
+    if unselectable:
+        return None, (Note(unselectable[0], name, f"no policy generated: {unselectable[1]}"),)
+    notes: list[Note] = [
+        Note(NoteKind.UNUSABLE_VALUE, name, f"label {label!r} is not a valid Kubernetes label; no selector uses it")
+        for label in ctx.selectors.unusable.get(subject, ())
+    ]
     if subject in ctx.selectors.ambiguous:
         notes.append(
             Note(
                 NoteKind.AMBIGUOUS,
                 name,
-                "its labels also match another observed workload of the namespace; the policy selects both",
+                "its labels are all carried by another observed workload of the namespace too; the selector "
+                "excludes that one by a label it lacks (DoesNotExist): give its pods a label of their own",
             )
         )
     sent = ctx.by_source.get(subject, ())
@@ -58,7 +65,7 @@ def workload_policy(ctx: Context, subject: Peer) -> tuple[Policy | None, tuple[N
             )
     notes.extend(_thin_evidence(ctx, name, total))
     rule = Rule(
-        endpoint_selector=Selector.of(ctx.selectors.by_peer[subject]),
+        endpoint_selector=ctx.selectors.selector(subject),
         ingress=ingress.entries or None,
         egress=egress.entries or None,
     )
