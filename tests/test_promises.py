@@ -22,7 +22,7 @@ from flowgen.check.engine import Engine
 from flowgen.check.verify import request, verify
 from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import L7, L7Kind
-from flowgen.graph.identity import PeerKind
+from flowgen.graph.identity import Peer, PeerKind
 from flowgen.ingest.flow import Protocol
 from flowgen.policy.render import dump
 from flowgen.synth.synth import Options, Scope, synthesize
@@ -110,3 +110,46 @@ def test_every_rule_is_backed_by_evidence(edges: list[Edge]) -> None:
     used = verify(edges, Engine(proposal.policies)).used
     rules = [name for name, _entry in allow_entries(proposal.policies, set())]
     assert rules and [name for name in rules if not used.get(name)] == []
+
+
+# --- hostile evidence: nothing wider than what was named (issue #13) -----------------------
+
+API = workload("shop", "api")
+TWIN = Peer(PeerKind.WORKLOAD, cluster="prod", namespace="shop", labels=(*API.labels, "k8s:tier=x"))
+BARE = workload("shop")  # no label but the default service account (field-masked, or unlabelled pods)
+CRAFTED = Peer(PeerKind.WORKLOAD, cluster="prod", namespace="shop", labels=("k8s:app=bad value!",))
+HOSTILE = [API, TWIN, BARE, CRAFTED, workload("data", "db"), workload("shop", "web")]
+STRANGERS = [workload("shop", "stranger", serviceaccount="default"), workload("data", "stranger")]
+
+
+@st.composite
+def hostile_evidence(draw: st.DrawFn) -> list[Edge]:
+    edges = []
+    for _ in range(draw(st.integers(1, 10))):
+        source, destination = draw(st.permutations(HOSTILE))[:2]
+        protocol = draw(st.sampled_from([TCP, UDP, Protocol.SCTP]))
+        port = draw(st.sampled_from([0, 1, 80, 8080, 65535, 65536, 70000, -1]))
+        edges.append(edge(source, destination, protocol=protocol, port=port))
+    return edges
+
+
+@settings(max_examples=80, deadline=None)
+@given(hostile_evidence())
+def test_no_rule_selects_wider_peers_or_ports_than_the_evidence_named(edges: list[Edge]) -> None:
+    """Every request a generated rule admits on a side its policy enforces was observed: same
+    source, destination, protocol and a real port. Label-less, look-alike and crafted peers and
+    port 0 or out of range never widen a rule to more pods or ports."""
+    engine = Engine(synthesize(edges, EVERYTHING, Options()).policies)
+    seen = {(e.source, e.destination, e.protocol, e.port) for e in edges if 1 <= e.port <= 65535}
+    # The workloads known to exist (a selector is the smallest label set telling them apart), and
+    # pods of the same namespaces that were never seen.
+    known = sorted({p for e in edges for p in (e.source, e.destination)} | set(STRANGERS))
+    for source in known:
+        for destination in known:
+            for protocol in (TCP, UDP, Protocol.SCTP):
+                for port in (1, 80, 81, 8080, 65535):
+                    probe = edge(source, destination, protocol=protocol, port=port)
+                    decision = engine.decide(request(probe))
+                    for side in (decision.egress, decision.ingress):
+                        if side.enforced and side.allowed_by:
+                            assert (source, destination, protocol, port) in seen, (side.allowed_by, probe)
