@@ -243,3 +243,19 @@ def test_help_starts_quickly_without_the_heavy_modules() -> None:
     code = f"import sys; from flowgen.cli import app; print([m for m in {heavy} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_readme_shows_the_demos_true_probe_report(tmp_path: Path) -> None:
+    """README's probe report of the demo is what `verify --probes` prints today."""
+    command = "$ flowgen verify --probes -p policies/ -i fixtures/flows/demo.jsonl"
+    readme = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if line.strip() == command) + 1
+    shown = []
+    for line in readme[start:]:
+        if not line.strip():
+            break
+        shown.append(line.removeprefix("    "))
+    policies = tmp_path / "policies"
+    assert runner.invoke(app, ["generate", "-A", "--default-deny", "-i", str(DEMO), "-d", str(policies)]).exit_code == 0
+    probed = runner.invoke(app, ["verify", "--probes", "-p", str(policies), "-i", str(DEMO)])
+    assert probed.stdout.splitlines() == shown
