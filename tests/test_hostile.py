@@ -69,3 +69,19 @@ def test_one_unusable_value_leaves_the_rest_written(
         strict = runner.invoke(app, ["generate", "-A", "-i", str(crafted), "--strict"])
         assert strict.exit_code == INCOMPLETE
         assert "Incomplete: evidence was left out" in strict.stderr
+
+
+def test_a_path_too_long_for_envoy_is_left_out_not_widened(tmp_path: Path) -> None:
+    """Envoy refuses a regex whose RE2 program is over 100 (about 95 literal characters) and Cilium
+    then enforces none of the endpoint's L7 rules: such a path is left out, never generalized."""
+    long_path = "/api/v1/" + "very-long-segment/" * 6 + "end"
+    crafted = _crafted(tmp_path, ("/api/v1/cart/items", long_path))
+    result = runner.invoke(app, ["generate", "-n", "shop", "-i", str(crafted)])
+    assert result.exit_code == 0, result.output
+    assert "very-long-segment" not in result.stdout
+    assert "over Envoy's limit of 100" in result.stderr
+    api = next(p for p in parse(result.stdout, "stdout").policies if p.name == "flowgen-api")
+    paths = [
+        r.path for e in api.specs[0].ingress or () for p in e.to_ports or () for r in (p.rules.http if p.rules else ())
+    ]
+    assert paths and all(len(path) < 95 for path in paths)

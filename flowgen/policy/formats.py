@@ -63,7 +63,8 @@ def cidr_problem(text: str) -> str | None:
 
 
 def regex_problem(pattern: str) -> str | None:
-    """Why `pattern` would not compile as RE2, approximated with Python's `re`, or None."""
+    """Why `pattern` would not compile as RE2, approximated with Python's `re`, or would be
+    refused by Envoy for its size (see `program_size_problem`), or None."""
     construct = _not_re2(pattern)
     if construct:
         return f"uses {construct}, which RE2 (Cilium's regex engine) does not have"
@@ -73,6 +74,28 @@ def regex_problem(pattern: str) -> str | None:
             re.compile(pattern)
     except re.error as error:
         return f"is not a valid regular expression ({error}); escape literal characters such as '(' with '\\'"
+    return program_size_problem(pattern)
+
+
+# Envoy's limit on the RE2 program size of a regex (Cilium keeps Envoy's default): over it, the
+# listener config is refused and none of the endpoint's L7 policies is enforced.
+ENVOY_MAX_PROGRAM_SIZE = 100
+
+
+def program_size_problem(pattern: str) -> str | None:
+    """Why Envoy would refuse `pattern` for the size of its compiled RE2 program, or None.
+    A literal costs about one per character, so a path of ~95 characters is already too long."""
+    import re2  # noqa: PLC0415 - google-re2, only where HTTP regexes are checked
+
+    try:
+        size = int(re2.compile(pattern).programsize)
+    except re2.error:
+        return None  # not RE2 syntax: the checks above say why
+    if size > ENVOY_MAX_PROGRAM_SIZE:
+        return (
+            f"compiles to an RE2 program of size {size}, over Envoy's limit of {ENVOY_MAX_PROGRAM_SIZE}: "
+            "Cilium would enforce none of the endpoint's L7 rules; shorten it"
+        )
     return None
 
 

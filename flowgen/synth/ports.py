@@ -18,7 +18,7 @@ from flowgen.graph.evidence import L7Kind
 from flowgen.graph.folding import LEGACY_ID_PLACEHOLDER, REST_PLACEHOLDER
 from flowgen.graph.identity import Peer
 from flowgen.ingest.flow import Protocol
-from flowgen.policy.formats import kafka_topic_problem
+from flowgen.policy.formats import kafka_topic_problem, regex_problem
 from flowgen.policy.model import Direction, HTTPRule, ICMPField, L4Protocol, L7Rules, PortProtocol, PortRule
 from flowgen.synth.context import PREPOSITION, Context
 from flowgen.synth.notes import Note, NoteKind
@@ -68,6 +68,8 @@ def port_rules(ctx: Context, subject: Peer, peer: Peer, edges: Sequence[Edge], d
             continue  # L7 was seen, none of it can be written: an L4 allow would admit every request
         l7, said = l7_rules(ctx, subject, where, usable)
         notes.extend(said)
+        if l7 is not None and not (l7.http or l7.kafka or l7.dns):
+            continue  # every request's rule was left out: the port is not allowed at all
         if l7 is not None:
             with_l7.append(PortRule((PortProtocol(str(port), L4Protocol.TCP),), l7))
         elif protocol in L4Protocol.__members__:
@@ -149,7 +151,12 @@ def http_rules(
             )
             for c in collapsed
         )
-        rules.extend(HTTPRule(method=re.escape(method), path=regex) for regex in regexes)
+        for regex in regexes:
+            problem = regex_problem(regex)
+            if problem:
+                notes.append(Note(NoteKind.UNUSABLE_VALUE, ctx.label(subject), f"{where}: {method} {regex} {problem}"))
+            else:
+                rules.append(HTTPRule(method=re.escape(method), path=regex))
     return tuple(sorted(rules)), notes
 
 
