@@ -12,9 +12,10 @@ from flowgen.check.engine import Engine, Request
 from flowgen.check.probes import derive
 from flowgen.check.verify import request
 from flowgen.cilium import SYSTEM_NAMESPACES
-from flowgen.graph.edge import settle
+from flowgen.graph.edge import Edge, settle
 from flowgen.graph.evidence import GRANTING, L7Kind
 from flowgen.graph.observed import Observed, load
+from flowgen.policy.formats import dns_name_problem
 from flowgen.policy.model import Policy
 from flowgen.synth.synth import Options, Scope, synthesize
 from tests.conftest import DEMO, ROOT
@@ -28,11 +29,17 @@ def _observed(capture: Path, tmp_path: Path) -> Observed:
     return load([str(capture)], tmp_path / "store", None, warn=lambda _message: None, samples=True)
 
 
+def _writable(edge: Edge) -> bool:
+    """Whether a rule can carry the request's values (hostile-values holds some that cannot:
+    they are left out with a note, and their requests are refused on purpose)."""
+    return not (edge.l7.kind is L7Kind.DNS and dns_name_problem(edge.l7.path))
+
+
 def _requests(observed: Observed) -> tuple[list[Request], list[Request]]:
     """The observed requests (allowed evidence) and the near-miss probes next to them."""
     edges = observed.edges()
     # Evidence a policy drop contradicts (sent, then dropped at the destination) is not a request to admit.
-    seen = [request(edge) for edge in settle(edges)[0] if edge.use in GRANTING]
+    seen = [request(edge) for edge in settle(edges)[0] if edge.use in GRANTING and _writable(edge)]
     return seen, [probe.request for probe in derive(edges, observed.samples)]
 
 
