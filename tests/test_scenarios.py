@@ -418,3 +418,21 @@ def test_hostile_values_are_left_out_and_paths_stay_literal(generated: Callable[
     paths = {r["path"] for e in _entries(api, "ingress") for p in e["toPorts"] for r in p["rules"]["http"]}
     assert re.escape("/search(.*)") in paths and not re.fullmatch(re.escape("/search(.*)"), "/search/anything")
     assert "'*.wildcard.example.org' contains '*'" in files["report.md"]
+
+
+def test_world_identity_pods_are_resolved_to_their_workloads(generated: Callable[[str], Generated]) -> None:
+    """Endpoints with the world identity that name a pod (the IP cache had not caught up) get the rules
+    of the workload the pod is, by pod name or owner; never a CIDR for a pod address."""
+    out = generated("world-pod-identity")
+    assert not [name for name, text in out.files.items() if "CIDR" in text and name != "report.md"]
+    frontend = _policy(out, "shop", "flowgen-frontend")
+    assert sorted(n for e in _entries(frontend, "egress") for n in _names(e)) == ["api", "cache"]
+    (ledger,) = _entries(_policy(out, "ops", "flowgen-ledger"), "ingress")
+    assert _names(ledger) == {"reporter"} and _ports(ledger) == {("5432", "TCP")}
+    resolved = [line for line in out.files["report.md"].splitlines() if "world identity in some flows" in line]
+    assert [line.split(" | ")[0] for line in resolved] == [
+        "| ops/reporter-6c7d8e9f0a-r2p4t",
+        "| shop/api-5f7b8c9d6-q4w2e",
+        "| shop/cache-58d9c7b6f5-z9y8x",
+    ]
+    assert "its owner cache" in resolved[2]

@@ -216,7 +216,8 @@ class _Deriver:
             (
                 e
                 for e in settle(edges)[0]
-                if e.use in GRANTING and PeerKind.UNKNOWN not in (e.source.kind, e.destination.kind)
+                # Peers without an identity (unknown, a pod seen only with the world identity) have no rule.
+                if e.use in GRANTING and not {e.source.kind, e.destination.kind} & {PeerKind.UNKNOWN, PeerKind.POD}
             ),
             key=_edge_order,
         )

@@ -32,6 +32,8 @@ _TITLES = {
     NoteKind.BAD_PORT: "Ports that cannot be evidence",
     NoteKind.UNUSABLE_VALUE: "Values left out of rules",
     NoteKind.REJECTED: "Policies left out (Cilium would reject them)",
+    NoteKind.WORLD_POD_RESOLVED: "Pods seen with the world identity, resolved",
+    NoteKind.WORLD_POD_UNRESOLVED: "Pods seen only with the world identity (no rule)",
 }
 
 

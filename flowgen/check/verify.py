@@ -136,6 +136,8 @@ class Verification:
 def side_label(peer: Peer, workload: str) -> str:
     if peer.kind is PeerKind.WORKLOAD:
         return f"{peer.namespace}/{workload or ','.join(peer.labels)}"
+    if peer.kind is PeerKind.POD:
+        return f"{peer.namespace}/{peer.name} (world identity)"
     return peer.name or str(peer.kind)
 
 

@@ -12,7 +12,11 @@ synthesis leaves out an L4-only allow beside L7 rules. The port then gets the
 L7 rules of the other requests seen, or no allow at all, never one that
 admits every request. Rows are
 combined in a dict, then merged into the frame in batches, so memory follows
-the number of distinct edges, not the number of flows.
+the number of distinct edges, not the number of flows. Beside the rows, every
+pod seen on an evidence flow (by name, or for a workload by address alone) is
+kept with its owner, address and the peer it was (flowgen.graph.pods), so that
+a pod Hubble gave the world identity can be resolved to the identity it has
+elsewhere.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from flowgen.graph.evidence import (
 )
 from flowgen.graph.folding import SeenPaths, fold
 from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, Graph, _typed, empty, merge
-from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, peer_of
+from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, owner_name, peer_of
+from flowgen.graph.pods import sightings_frame
 from flowgen.ingest.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, Protocol, TrafficDirection
 
 # An edge's key, each side's identity labels (workloads) and address (outside peers), and
@@ -148,24 +153,27 @@ class _Row:
 class _Side:
     """A peer with its display name and its frame columns, computed once per endpoint."""
 
-    __slots__ = ("columns", "name", "nslabels", "outside", "peer", "world")
+    __slots__ = ("columns", "name", "nslabels", "outside", "peer", "pod", "world")
 
-    def __init__(self, peer: Peer, name: str, nslabels: str = "", *, outside: bool = False) -> None:
+    def __init__(self, peer: Peer, name: str, nslabels: str = "", *, outside: bool = False, pod: int = -1) -> None:
         self.peer, self.name, self.nslabels = peer, name, nslabels
         # The world entity is replaced per flow by an FQDN or CIDR peer (`outside`).
         self.world = peer == _WORLD
         self.outside = outside
         self.columns = (str(peer.kind), peer.cluster, peer.namespace, LABEL_SEPARATOR.join(peer.labels), peer.name)
+        # The endpoint's pod, as an index into GraphBuilder._pods (-1: no pod, or the world).
+        self.pod = pod
 
 
 def _delivered(flow: Flow, use: Use, destination: Peer) -> bool:
     """Whether this sighting shows the request passed the destination's ingress: a trace
     into the pod, an ingress policy verdict or ingress proxy record. Egress-side sightings
     (from-endpoint traces, egress verdicts) do not: the destination may still drop it.
-    Destinations outside the cluster have no ingress of their own."""
+    Destinations outside the cluster have no ingress of their own (a pod with the world
+    identity has: it is a pod)."""
     if use is Use.DENIED:
         return False
-    if destination.kind is not PeerKind.WORKLOAD:
+    if destination.kind not in (PeerKind.WORKLOAD, PeerKind.POD):
         return True
     if flow.traffic_direction is TrafficDirection.INGRESS:
         return True
@@ -210,6 +218,10 @@ class GraphBuilder:
         self._hour = self._hour_end = NO_TIME
         # Peer pairs and ports that had an allowed L7 request with an over-long value.
         self._l7_seen: set[tuple[object, ...]] = set()
+        # Pods seen (cluster, namespace, pod, owner, then the peer's side columns and names), by
+        # index; and (pod index, address) -> first and last seen (see flowgen.graph.pods).
+        self._pods: dict[tuple[str, ...], int] = {}
+        self._sightings: dict[tuple[int, str], list[datetime]] = {}
 
     def add_all(self, flows: Iterable[Flow]) -> None:
         for flow in flows:
@@ -234,6 +246,8 @@ class GraphBuilder:
             return self._leave_out(flow, use, attribute, too_long, time)
         report.evidence[use] += 1
         source, destination = self._sides(flow, time)
+        if source.pod >= 0 or destination.pod >= 0:
+            self._sight(flow, source, destination, time)
         protocol, port = _protocol_port(flow, attribute)
         path, folded = attribute.path, False
         if attribute.kind is L7Kind.HTTP:
@@ -314,7 +328,27 @@ class GraphBuilder:
             l4_allowed = (frame["l7"] == "") & frame["use"].isin([str(use) for use in GRANTING])
             where = pd.MultiIndex.from_frame(frame[_PORT_COLUMNS]).isin(list(self._l7_seen))
             frame = frame[~(l4_allowed & where)].reset_index(drop=True)
-        return Graph(frame)
+        pods = {index: key for key, index in self._pods.items()}
+        sightings = sightings_frame(
+            (*pods[index][:4], address, *pods[index][4:], first, last)
+            for (index, address), (first, last) in self._sightings.items()
+        )
+        return Graph(frame, sightings)
+
+    def _sight(self, flow: Flow, source: _Side, destination: _Side, time: datetime) -> None:
+        """Remember the pods on either side: which peer each was, at which address, when."""
+        ip = flow.ip
+        sightings = self._sightings
+        for key in ((source.pod, ip.source if ip else ""), (destination.pod, ip.destination if ip else "")):
+            if key[0] < 0:
+                continue
+            seen = sightings.get(key)
+            if seen is None:
+                sightings[key] = [time, time]
+            elif time > seen[1]:
+                seen[1] = time
+            elif time < seen[0]:
+                seen[0] = time
 
     def samples(self) -> dict[tuple[object, ...], tuple[Sample, ...]]:
         """The concrete requests behind each allowed edge, by Edge.key (empty unless asked for)."""
@@ -386,8 +420,22 @@ class GraphBuilder:
             nslabels = LABEL_SEPARATOR.join(
                 sorted(label for label in endpoint.labels if label.startswith(NAMESPACE_LABELS_KEY_PREFIX))
             )
-            found = self._sides_seen[key] = _Side(peer, name, nslabels)
+            found = self._sides_seen[key] = _Side(peer, name, nslabels, pod=self._pod(endpoint, peer, name, nslabels))
         return found
+
+    def _pod(self, endpoint: Endpoint, peer: Peer, name: str, nslabels: str) -> int:
+        """The index of the endpoint's pod with the peer it is: a workload (its address alone tells
+        which pod when Hubble gave no pod name), a world-identity pod, or a host-network pod's
+        entity; -1 for anything else."""
+        if peer.kind is not PeerKind.WORKLOAD and (not endpoint.pod_name or peer.kind is PeerKind.UNKNOWN):
+            return -1
+        if peer == _WORLD:
+            return -1
+        cluster, namespace = peer.cluster or endpoint.cluster_name, endpoint.namespace or peer.namespace
+        labels = LABEL_SEPARATOR.join(peer.labels)
+        key: tuple[str, ...] = (cluster, namespace, endpoint.pod_name, owner_name(endpoint), str(peer.kind))
+        key += (peer.cluster, peer.namespace, labels, peer.name, name, nslabels)
+        return self._pods.setdefault(key, len(self._pods))
 
     def _remember_answer(self, flow: Flow, time: datetime) -> None:
         """A DNS answer names its addresses for the client it went to, for its TTL."""

@@ -12,6 +12,20 @@ from flowgen.graph.identity import Peer
 from flowgen.ingest.flow import Protocol
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ResolvedPod:
+    """A pod Hubble gave the world identity (Cilium's IP cache had not learned its address
+    yet), resolved to the identity the same pod has in other flows of the window."""
+
+    namespace: str
+    pod: str
+    # How it was matched: "pod name", "owner <name>" or "address <ip>".
+    by: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
     """One edge of the collapsed graph, as typed values."""
@@ -38,6 +52,10 @@ class Edge:
     destination_namespace_labels: tuple[str, ...] = ()
     # Some sighting showed the request past the destination's ingress (see VALUES).
     delivered: bool = True
+    # Pods Hubble gave the world identity on some flows of this edge, resolved to this side's
+    # peer: the identity they have in other flows (see flowgen.graph.pods).
+    source_pods: tuple[ResolvedPod, ...] = ()
+    destination_pods: tuple[ResolvedPod, ...] = ()
 
     @property
     def is_dns(self) -> bool:

@@ -15,6 +15,11 @@ becomes a `Peer`:
   ingress, init, unmanaged); `kube-apiserver` wins over host / remote-node;
 - outside the cluster (`reserved:world`, CIDR and FQDN identities): `FQDN`
   when a DNS name is known for the address, else `CIDR` (a /32 or /128);
+- the world identity on an endpoint that names a pod (namespace and pod
+  name): `POD`. Cilium's IP cache had not learned the pod's address yet; the
+  pod is resolved to the identity it has in other flows when the graph's edges
+  are read (flowgen.graph.pods), never written as a CIDR (CIDR rules do not
+  select pods);
 - nothing usable (no labels, no reserved identity, e.g. a field-masked
   export): `UNKNOWN`, kept and reported.
 """
@@ -42,6 +47,8 @@ class PeerKind(enum.StrEnum):
     ENTITY = "entity"
     FQDN = "fqdn"
     CIDR = "cidr"
+    # A pod seen with the world identity: `namespace` and `name` (the pod name) say which.
+    POD = "pod"
     UNKNOWN = "unknown"
 
 
@@ -160,8 +167,9 @@ def label_value(labels: tuple[str, ...], key: str) -> str:
 @dataclass(frozen=True, slots=True, order=True)
 class Peer:
     """One side of an edge. What `name` holds depends on `kind`: the entity
-    name, the DNS name (no trailing dot), the CIDR, or for a workload without
-    labels its owner or pod name ("" for labelled workloads)."""
+    name, the DNS name (no trailing dot), the CIDR, the pod name of a world-identity
+    pod, or for a workload without labels its owner or pod name ("" for labelled
+    workloads)."""
 
     kind: PeerKind
     cluster: str = ""
@@ -176,7 +184,7 @@ class Peer:
         """Whether a policy selector can be built for this workload: it needs a
         label other than the service account, or a non-default service account."""
         if self.kind is not PeerKind.WORKLOAD:
-            return self.kind is not PeerKind.UNKNOWN
+            return self.kind not in (PeerKind.UNKNOWN, PeerKind.POD)
         for label in self.labels:
             _source, key, value = split_label(label)
             if key != SERVICEACCOUNT_LABEL or value != "default":
@@ -187,6 +195,8 @@ class Peer:
         if self.kind is PeerKind.WORKLOAD:
             labels = ",".join(label.removeprefix("k8s:") for label in self.labels)
             return f"{self.namespace}/{{{labels}}}" if labels or not self.name else f"{self.namespace}/{self.name}"
+        if self.kind is PeerKind.POD:
+            return f"pod:{self.namespace}/{self.name}"
         return f"{self.kind}:{self.name}" if self.name else str(self.kind)
 
 
@@ -223,8 +233,12 @@ def external_peer(ip: str, name: str = "") -> Peer:
 def peer_of(endpoint: Endpoint) -> Peer:
     """The peer for an endpoint inside the cluster. World endpoints come back as
     the `world` entity; the caller turns them into FQDN / CIDR peers with the
-    flow's address and names (see external_peer)."""
+    flow's address and names (see external_peer). A world endpoint that names a
+    pod (namespace and pod name) is that pod, not an outside address: `POD`."""
     entity = entity_of(endpoint)
+    if entity is Entity.WORLD and endpoint.pod_name and endpoint.namespace:
+        cluster = endpoint.cluster_name or label_value(endpoint.labels, CLUSTER_LABEL)
+        return Peer(PeerKind.POD, cluster=cluster, namespace=endpoint.namespace, name=endpoint.pod_name)
     if entity is not None:
         return Peer(PeerKind.ENTITY, name=str(entity))
     namespace = endpoint.namespace or label_value(endpoint.labels, NAMESPACE_LABEL)
@@ -248,6 +262,12 @@ def display_name(endpoint: Endpoint) -> str:
         value = label_value(endpoint.labels, key)
         if value:
             return value
+    return owner_name(endpoint)
+
+
+def owner_name(endpoint: Endpoint) -> str:
+    """The pod's owner as Hubble reports it (only for pods local to the observing node),
+    else its pod name without the suffix a Deployment, Job or StatefulSet adds."""
     if endpoint.workloads:
         return endpoint.workloads[0].name
     return _POD_SUFFIX.sub("", endpoint.pod_name)

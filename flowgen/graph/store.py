@@ -3,6 +3,7 @@
 Layout (documented in docs/store.md):
 
     <store>/observations/<run>.parquet   one file per observe run
+    <store>/pods/<run>.parquet           the pods that run saw (flowgen.graph.pods)
 
 Each run writes only its own file, and rewrites it whole at every checkpoint:
 the new content goes to a temporary file in the same directory, is fsynced,
@@ -14,7 +15,9 @@ same file, so they cannot interfere.
 
 Reading concatenates every run's graph and merges it (flowgen.graph.frame.merge),
 so observations add up across runs, nodes and clusters. Rows are per hour,
-which is the granularity of `--since`.
+which is the granularity of `--since`. A run's pods file is written before its
+graph file and read after it, so a reader never sees a graph newer than its
+pods; stores from before pods files were written read as having seen none.
 
 The files are plain Parquet with the graph's columns (see flowgen.graph.frame),
 readable by pandas, DuckDB or Spark; run metadata (what was read, lost
@@ -38,10 +41,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowgen.errors import StoreError
+from flowgen.graph import pods
 from flowgen.graph.frame import COLUMNS, Graph
 
 SCHEMA_VERSION = 1
 RUNS = "observations"
+PODS = "pods"
 _META_KEY = b"flowgen"
 _TMP_SUFFIX = ".tmp"
 # Value columns newer than the first store files, and what older files mean for them.
@@ -80,37 +85,25 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.runs_dir = root / RUNS
+        self.pods_dir = root / PODS
 
     def write_run(self, run: str, graph: Graph, meta: dict[str, object]) -> Path:
-        """Atomically replace `run`'s file with `graph` (a checkpoint)."""
+        """Atomically replace `run`'s files with `graph` (a checkpoint): its pods first, then its rows."""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
+            self.pods_dir.mkdir(parents=True, exist_ok=True)
         except OSError as problem:
             raise StoreError(
                 f"cannot create the store at {self.root}: {problem.strerror}. "
                 "Pass a writable directory with --store DIR (or FLOWGEN_STORE)"
             ) from None
         self._clean_stale()
-        final = self.runs_dir / f"{run}.parquet"
-        temporary = self.runs_dir / f".{run}.{os.getpid()}{_TMP_SUFFIX}"
-        table = pa.Table.from_pandas(graph.frame[list(COLUMNS)], preserve_index=False)
         document = {"schema": SCHEMA_VERSION, "run": run, **meta}
+        sightings = pa.Table.from_pandas(graph.pods[list(pods.COLUMNS)], preserve_index=False)
+        _write(self.pods_dir, run, sightings)
+        table = pa.Table.from_pandas(graph.frame[list(COLUMNS)], preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: orjson.dumps(document)})
-        try:
-            with temporary.open("wb") as stream:
-                pq.write_table(table, stream, compression="zstd")
-                stream.flush()
-                os.fsync(stream.fileno())
-            temporary.replace(final)
-            _fsync_directory(self.runs_dir)
-        except OSError as problem:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise StoreError(
-                f"cannot write {final}: {problem.strerror}. The previous checkpoint is intact; "
-                "free disk space or pass another --store DIR"
-            ) from None
-        return final
+        return _write(self.runs_dir, run, table)
 
     def files(self) -> list[Path]:
         if not self.runs_dir.is_dir():
@@ -138,7 +131,18 @@ class Store:
                 frame[column] = _ADDED_LATER[column]
             graphs.append(Graph(frame).since(since))
             runs.append(RunInfo(str(meta.get("run", path.stem)), path, table.num_rows, meta))
-        return Loaded(Graph.merge(graphs), runs, problems)
+        sightings = []
+        for run in runs:
+            # After the run's graph (see the module doc); absent for runs of older versions.
+            path = self.pods_dir / f"{run.path.stem}.parquet"
+            try:
+                sightings.append(pods.since(pods.typed(pq.read_table(path).to_pandas()), since))
+            except FileNotFoundError:
+                continue
+            except (OSError, pa.ArrowException, KeyError) as problem:
+                problems.append((path, str(problem)))
+        graph = Graph.merge(graphs)
+        return Loaded(Graph(graph.frame, pods.merge(sightings)), runs, problems)
 
     def taken(self) -> dict[str, int]:
         """For each input file earlier runs read (by fingerprint, see flowgen.ingest.files.Taken),
@@ -165,7 +169,29 @@ class Store:
                     path.unlink()
 
     def _temporaries(self) -> Iterator[Path]:
-        return (p for p in self.runs_dir.iterdir() if p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX))
+        for directory in (self.runs_dir, self.pods_dir):
+            yield from (p for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX))
+
+
+def _write(directory: Path, run: str, table: pa.Table) -> Path:
+    """Replace `run`'s file in `directory` with `table`: a temporary file, fsynced, renamed."""
+    final = directory / f"{run}.parquet"
+    temporary = directory / f".{run}.{os.getpid()}{_TMP_SUFFIX}"
+    try:
+        with temporary.open("wb") as stream:
+            pq.write_table(table, stream, compression="zstd")
+            stream.flush()
+            os.fsync(stream.fileno())
+        temporary.replace(final)
+        _fsync_directory(directory)
+    except OSError as problem:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise StoreError(
+            f"cannot write {final}: {problem.strerror}. The previous checkpoint is intact; "
+            "free disk space or pass another --store DIR"
+        ) from None
+    return final
 
 
 def _meta(table: pa.Table | pa.Schema) -> dict[str, object]:

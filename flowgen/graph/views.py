@@ -33,6 +33,8 @@ def peer_label(peer: Peer, workload: str, *, cluster: bool = False) -> str:
         return f"{prefix}{peer.namespace}/{name}"
     if peer.kind is PeerKind.ENTITY:
         return peer.name
+    if peer.kind is PeerKind.POD:
+        return f"{peer.namespace}/{peer.name} (world identity)"
     return peer.name or str(peer.kind)
 
 

@@ -25,6 +25,12 @@ from flowgen.synth.patterns import Selectors
 
 # How a rule's comment and notes name the peer's side: "to" what a workload reaches, "from" who reaches it.
 PREPOSITION: Final[Mapping[Direction, str]] = {Direction.EGRESS: "to", Direction.INGRESS: "from"}
+# Why a pod seen only with the world identity gets no rule (see flowgen.synth.worldpods).
+WORLD_POD_UNRESOLVED: Final = (
+    "Hubble gave this pod the world identity (Cilium's IP cache had not learned its address) and it never "
+    "appeared with an identity of its own in the window; no toCIDR for its address, since CIDR rules never "
+    "select pods: observe until it shows up with its own identity, or allow it by its labels by hand"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +52,14 @@ class Context:
         """How notes and comments name a peer: `namespace/owner` for a workload, else its name or kind."""
         if peer.kind is PeerKind.WORKLOAD:
             return f"{peer.namespace}/{self.names.get(peer) or ','.join(peer.labels)}"
+        if peer.kind is PeerKind.POD:
+            return f"pod {peer.namespace}/{peer.name}"
         return peer.name or str(peer.kind)
 
     def unselectable(self, peer: Peer) -> tuple[NoteKind, str] | None:
         """Why no selector names exactly this workload (and the kind of note that says so), or None."""
+        if peer.kind is PeerKind.POD:
+            return NoteKind.WORLD_POD_UNRESOLVED, WORLD_POD_UNRESOLVED
         if not peer.usable or not self.selectors.by_peer.get(peer):
             reason = f"no label tells it apart: a selector would name every pod of namespace {peer.namespace}"
             return NoteKind.NO_LABELS, reason

@@ -42,6 +42,8 @@ class NoteKind(enum.StrEnum):
     BAD_PORT = "invalid-port"
     UNUSABLE_VALUE = "unusable-value"
     REJECTED = "rejected-policy"
+    WORLD_POD_RESOLVED = "world-pod-resolved"
+    WORLD_POD_UNRESOLVED = "world-pod-unresolved"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -3,7 +3,8 @@
 A peer becomes the one field of a rule entry that names it (ref cilium-policy.md §5):
 a workload its selector, namespaced when it crosses namespaces; an entity Cilium lets
 a policy name its entity; an outside address its /32 or /128 (or the `world` entity,
-as asked). Peers no policy can name (unknown, health, init) become notes.
+as asked). Peers no policy can name (unknown, health, init, a pod seen only with the
+world identity) become notes.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def peer_rules(ctx: Context, subject: Peer, peer: Peer, edges: Sequence[Edge], d
 def _unexpressed(ctx: Context, subject: Peer, peer: Peer, evidence: Evidence, direction: Direction) -> Note:
     if peer.kind is PeerKind.UNKNOWN:
         kind, why = NoteKind.UNKNOWN_PEER, "(the peer has no identity labels in the flows)"
-    elif peer.kind is PeerKind.WORKLOAD and (unselectable := ctx.unselectable(peer)):
+    elif peer.kind in (PeerKind.WORKLOAD, PeerKind.POD) and (unselectable := ctx.unselectable(peer)):
         kind, why = unselectable[0], f"({unselectable[1]})"
     elif peer.name in (Entity.HEALTH, Entity.INIT):
         kind, why = NoteKind.NOT_EXPRESSED, "(cilium-health and init traffic are not policy material)"

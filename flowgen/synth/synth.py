@@ -27,7 +27,8 @@ Pure: values in, values out; the same edges in any order give the same result.
 The pieces, each returning its rules with its notes: workload.py (a workload's
 policy and its two sections), peers.py (the entries for one peer, outside
 clients), ports.py (ports, ICMP and L7 rules), dns.py (everything DNS),
-baseline.py (default deny and cluster-wide baselines). This module surveys the
+baseline.py (default deny and cluster-wide baselines), worldpods.py (notes about
+pods seen with the world identity). This module surveys the
 edges once and collects.
 """
 
@@ -51,6 +52,7 @@ from flowgen.synth.notes import Note, NoteKind, Proposal
 from flowgen.synth.options import L7Mode, Options, Scope, WorldMode
 from flowgen.synth.patterns import Selectors
 from flowgen.synth.workload import workload_policy
+from flowgen.synth.worldpods import resolved_pod_notes
 
 _MAX_PORT = 65535
 _MAX_ICMP_TYPE = 255
@@ -112,6 +114,7 @@ def synthesize(edges: Sequence[Edge], scope: Scope, options: Options | None = No
     notes.extend(about)
     notes.extend(observation_notes(ctx, edges, set(namespaces)))
     notes.extend(port_notes(ctx, edges, namespaces))
+    notes.extend(resolved_pod_notes(ctx, edges, namespaces))
     ordered = sorted(_dedupe_names(policies), key=lambda p: (p.kind is Kind.CNP, p.namespace, p.name))
     accepted, rejected = _accepted(ordered, ctx.options)
     return Proposal(tuple(accepted), tuple(sorted({*notes, *rejected})))
