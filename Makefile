@@ -46,9 +46,10 @@ fixtures: $(BIN)/flowgen
 	$(BIN)/python fixtures/make_demo.py > $(DEMO)
 	$(BIN)/python fixtures/make_scenarios.py fixtures/flows/scenarios
 
-## golden: rewrite the expected end-to-end outputs in fixtures/expected (review the diff)
+## golden: rewrite the expected end-to-end outputs in fixtures/expected and the demo's pull
+## request in docs/propose-example.md (review the diff)
 golden: $(BIN)/flowgen
-	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files tests/test_scenarios.py
+	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files tests/test_scenarios.py tests/test_propose_body.py::test_the_docs_example_is_what_propose_writes
 
 ## bench: ingest, live-stream and observe benchmarks; each writes its section of docs/performance.md
 bench: $(BIN)/flowgen

@@ -18,14 +18,15 @@ from tests.conftest import DEMO, ROOT
 #
 #   ingest <- graph <- synth -> policy
 #                  ^      ^       ^
-#                  +--- check ----+      cli <- every package
+#                  +--- check ----+ <- propose      cli <- every package
 STAGES = {
     "ingest": set(),
     "graph": {"ingest"},
     "policy": set(),
     "synth": {"graph", "ingest", "policy"},
     "check": {"graph", "ingest", "policy", "synth"},
-    "cli": {"ingest", "graph", "policy", "synth", "check"},
+    "propose": {"graph", "ingest", "policy", "synth", "check"},
+    "cli": {"ingest", "graph", "policy", "synth", "check", "propose"},
 }
 # Top-level modules every stage may use (and which use no stage).
 BASE = {"errors", "cilium"}
@@ -41,6 +42,10 @@ IMPURE_MODULES = {
     "graph.observed",
     "policy.folder",
     "policy.cluster",
+    "propose.git",
+    "propose.forge",
+    "propose.workflow",
+    "propose.window",
 }
 IMPURE = {"os", "socket", "subprocess", "time", "grpc", "pathlib", "sys", "platformdirs"}
 

@@ -11,6 +11,7 @@ from flowgen.cli.console import out
 from flowgen.cli.graph import graph
 from flowgen.cli.observe import observe
 from flowgen.cli.policy import diff, generate, verify
+from flowgen.cli.propose import propose
 
 app = typer.Typer(
     name="flowgen",
@@ -46,5 +47,6 @@ for command, summary in (
     (generate, "Generate least-privilege CiliumNetworkPolicies."),
     (verify, "Replay observed requests against policies: what would drop?"),
     (diff, "Compare existing policies with the evidence and the proposal."),
+    (propose, "Propose the regenerated policies as a pull request."),
 ):
     app.command(short_help=summary)(command)
