@@ -135,7 +135,10 @@ def outside_ingress(ctx: Context, subject: Peer, edges: Sequence[Edge]) -> Rules
         networks = public_networks(clients)
         unaddressed = any(e.source.kind is PeerKind.ENTITY for e in port_edges)
         flows = sum(e.flows for e in port_edges)
-        seen = f"{protocol}/{port} is reached from {len(clients)} outside addresses in {len(networks)} public networks"
+        seen = (
+            f"{protocol}/{port} is reached from {_count(len(clients), 'outside address', 'es')} in "
+            f"{_count(len(networks), 'public network', 's')}"
+        )
         if unaddressed or len(networks) >= threshold:
             why = "and clients Hubble gave no address for" if unaddressed else f"(at least {threshold})"
             notes.append(
@@ -180,3 +183,7 @@ def public_networks(cidrs: Sequence[str]) -> set[str]:
             prefix = 24 if network.version == 4 else 48
             networks.add(str(network.supernet(new_prefix=min(prefix, network.prefixlen))))
     return networks
+
+
+def _count(number: int, noun: str, plural: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else plural}"
