@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := fixtures/flows/demo.jsonl
 
-.PHONY: demo check lint types test proto proto-check bench fixtures golden e2e clean
+.PHONY: demo check lint types test proto proto-check bench bench-large fixtures golden e2e clean
 
 $(BIN)/flowgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,11 +51,20 @@ fixtures: $(BIN)/flowgen
 golden: $(BIN)/flowgen
 	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files tests/test_scenarios.py tests/test_propose_body.py::test_the_docs_example_is_what_propose_writes
 
-## bench: ingest, live-stream and observe benchmarks; each writes its section of docs/performance.md
+## bench: ingest, live-stream, observe and generate benchmarks (under 15 minutes on 2 cores; captures
+## and stores are made once under bench/data/); each writes its section of docs/performance.md and the plot
 bench: $(BIN)/flowgen
 	$(BIN)/python bench/ingest.py --lines 1000000 --write docs/performance.md
 	$(BIN)/python bench/observe.py --flows 200000 --write docs/performance.md
-	$(BIN)/python bench/aggregate.py --sizes 1000000,10000000 --write docs/performance.md
+	$(BIN)/python bench/aggregate.py --sizes 1000000 --plain 1000000 --json bench/data/observe.json --write docs/performance.md
+	$(BIN)/python bench/generate.py --workloads 100,1000,5000 --json bench/data/generate.json --write docs/performance.md
+	$(BIN)/python bench/plot.py --observe bench/data/observe.json --generate bench/data/generate.json --out docs/performance.png
+
+## bench-large: the observe and generate sections again with 10M flows and 100,000 workloads (about 30 minutes)
+bench-large: $(BIN)/flowgen
+	$(BIN)/python bench/aggregate.py --sizes 1000000,10000000 --plain 1000000 --json bench/data/observe.json --write docs/performance.md
+	$(BIN)/python bench/generate.py --workloads 100,1000,5000,20000,100000 --json bench/data/generate.json --write docs/performance.md
+	$(BIN)/python bench/plot.py --observe bench/data/observe.json --generate bench/data/generate.json --out docs/performance.png
 
 ## e2e: kind + Cilium + Hubble Relay end-to-end check (skips without docker/kind/helm/kubectl; docs/e2e.md)
 e2e: $(BIN)/flowgen

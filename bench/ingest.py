@@ -2,8 +2,8 @@
 
     python bench/ingest.py --lines 1000000 --write docs/performance.md   (make bench)
 
-It writes a reproducible capture (seeded) under bench/data/ if it is not there
-yet, then runs each measurement in its own process so that peak RSS is that
+It writes a reproducible capture (seeded, the demo's mix: bench/capture.py) under
+bench/data/ if it is not there yet, then runs each measurement in its own process so that peak RSS is that
 measurement's alone:
 
 - orjson: read the file line by line and orjson.loads each line (the floor a
@@ -15,100 +15,19 @@ measurement's alone:
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
-import random
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import capture
 import orjson
 from report import measured, peak_rss_mib, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / "data"
-
-
-def _labels(namespace: str, app: str, extra: int, rng: random.Random) -> list[str]:
-    labels = [
-        f"k8s:app.kubernetes.io/name={app}",
-        f"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={namespace}",
-        "k8s:io.cilium.k8s.policy.cluster=bench",
-        f"k8s:io.cilium.k8s.policy.serviceaccount={app}",
-        f"k8s:io.kubernetes.pod.namespace={namespace}",
-    ]
-    labels += [f"k8s:label-{i}=value-{rng.randrange(100)}" for i in range(extra)]
-    return sorted(labels)
-
-
-def generate(path: Path, lines: int, seed: int) -> None:
-    """A capture shaped like a busy cluster: mostly L3/L4 traces and verdicts, some HTTP with ids in paths."""
-    rng = random.Random(seed)
-    namespaces = [f"team-{i}" for i in range(12)]
-    pods = []
-    for i in range(240):
-        namespace = namespaces[i % len(namespaces)]
-        app = f"svc-{i}"
-        pods.append(
-            {
-                "ID": 1000 + i,
-                "identity": 30000 + i,
-                "namespace": namespace,
-                "labels": _labels(namespace, app, int(rng.random() < 0.2), rng),
-                "pod_name": f"{app}-{rng.randrange(16**9):09x}-{rng.randrange(36**5):05x}",
-                "workloads": [{"name": app, "kind": "Deployment"}],
-            }
-        )
-    ips = {id(p): f"10.{i // 250}.{i % 250}.{rng.randrange(2, 250)}" for i, p in enumerate(pods)}
-    # Like a real cluster, each workload talks to a few fixed peers on fixed ports
-    # (about 1,000 edges), not to everyone.
-    ports = [80, 443, 5432, 6379, 8080, 9090, 9092]
-    peers = {id(p): [(q, rng.choice(ports)) for q in rng.sample(pods, rng.randrange(2, 7))] for p in pods}
-    clock = datetime(2026, 11, 1, tzinfo=UTC)
-    # A .gz name writes gzip (fast level): the 10M-flow capture of bench/aggregate.py.
-    with gzip.open(path, "wb", compresslevel=1) if path.suffix == ".gz" else path.open("wb") as out:
-        for n in range(lines):
-            clock += timedelta(microseconds=rng.randrange(50, 400))
-            stamp = clock.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{rng.randrange(1000):03d}Z"
-            src = rng.choice(pods)
-            dst, port = rng.choice(peers[id(src)])
-            kind = rng.random()
-            flow: dict[str, Any] = {
-                "time": stamp,
-                "uuid": f"{rng.getrandbits(128):032x}",
-                "verdict": "FORWARDED",
-                "IP": {"source": ips[id(src)], "destination": ips[id(dst)], "ipVersion": "IPv4"},
-                "l4": {"TCP": {"source_port": rng.randrange(32768, 61000), "destination_port": port}},
-                "source": src,
-                "destination": dst,
-                "Type": "L3_L4",
-                # Each pod runs on one of 7 nodes; the source's node reports the flow.
-                "node_name": f"bench/node-{src['ID'] % 7}",
-                "event_type": {"type": 4, "sub_type": 5},
-                "traffic_direction": "EGRESS",
-                "trace_observation_point": "FROM_ENDPOINT",
-                "is_reply": kind < 0.4,
-                "Summary": "TCP Flags: ACK, PSH",
-            }
-            if kind < 0.5:
-                # Only trace events at some observation points name the interface.
-                flow["interface"] = {"index": 17, "name": "lxc8d5b2c1f0a3e"}
-            if kind > 0.9:
-                flow["Type"] = "L7"
-                flow["event_type"] = {"type": 129}
-                flow["l7"] = {
-                    "type": "REQUEST",
-                    "http": {"method": "GET", "url": f"http://{dst['pod_name']}/api/v1/items/{n % 977}"},
-                }
-            elif kind > 0.85:
-                flow["event_type"] = {"type": 5}
-                flow["policy_match_type"] = 2
-            flow["l4"]["TCP"]["flags"] = {"ACK": True, "PSH": True}
-            out.write(orjson.dumps({"flow": flow, "node_name": flow["node_name"], "time": stamp}) + b"\n")
 
 
 def _run(mode: str, path: Path, limit: int) -> None:
@@ -158,11 +77,7 @@ def main() -> int:
     if args.child:
         _run(args.child, args.path, args.lines)
         return 0
-    DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"capture-{args.lines}-{args.seed}.jsonl"
-    if not path.exists():
-        print(f"writing {path} ...", file=sys.stderr)
-        generate(path, args.lines, args.seed)
+    path = capture.demo_mix(args.lines, args.seed, plain=True)
     size = path.stat().st_size
     # Rounds alternate the modes and each keeps its fastest run, so a noisy
     # neighbour on the machine does not decide the comparison.
@@ -190,8 +105,8 @@ def main() -> int:
             measured(", with `make bench`"),
             f"(`python bench/ingest.py --lines {args.lines} --seed {args.seed} --repeat {args.repeat}`;",
             "each row is the fastest of the rounds, run alternately).",
-            f"Capture: {args.lines:,} lines, {size / args.lines:,.0f} bytes per line on average "
-            f"({size / 2**20:,.0f} MiB), generated from the seed; not committed.",
+            f"Capture: {args.lines:,} lines with the demo's mix (bench/capture.py), {size / args.lines:,.0f} bytes "
+            f"per line on average ({size / 2**20:,.0f} MiB), generated from the seed; not committed.",
             "",
             "| what | lines | seconds | lines/s | vs orjson | peak RSS MiB |",
             "|---|---:|---:|---:|---:|---:|",

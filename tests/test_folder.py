@@ -203,3 +203,49 @@ def test_generate_into_the_current_folder(tmp_path: Path, monkeypatch: pytest.Mo
     assert result.exit_code == 0, result.output
     assert (here / "README.md").read_text() == "mine\n"
     assert (here / "report.md").exists() and (here / KUSTOMIZATION).exists()
+
+
+def test_every_file_is_flushed_before_the_folder_is_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One syncfs for the whole folder where Linux has it; else one fsync per file. Either way
+    before the rename that puts the folder in place (docs/performance.md: per-file fsync cost
+    minutes at 100,000 policies)."""
+    events: list[str] = []
+    real_rename = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        events.append("rename")
+        return real_rename(self, target)
+
+    def syncfs(descriptor: int) -> int:
+        events.append("syncfs")
+        return 0
+
+    monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.setattr(folder, "_syncfs", syncfs)
+    write_policies(tmp_path / "one", [_policy("api"), _policy("web")])
+    assert events == ["syncfs", "rename"]
+
+    events.clear()
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        events.append("fsync")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(folder, "_syncfs", None)
+    monkeypatch.setattr(folder.os, "fsync", fsync)
+    write_policies(tmp_path / "two", [_policy("api"), _policy("web")])
+    # Two policies and the kustomization first; the folders' own entries around the rename.
+    assert events[:3] == ["fsync"] * 3
+    assert events.index("rename") > 3
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        KUSTOMIZATION,
+        "shop.api.yaml",
+        "shop.web.yaml",
+    ]
+
+
+def test_syncfs_is_found_on_linux() -> None:
+    if os.uname().sysname != "Linux":
+        pytest.skip("syncfs is Linux's")
+    assert folder._syncfs is not None

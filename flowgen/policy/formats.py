@@ -8,6 +8,7 @@ message), or None.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import warnings
@@ -62,9 +63,11 @@ def cidr_problem(text: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def regex_problem(pattern: str) -> str | None:
     """Why `pattern` would not compile as RE2, approximated with Python's `re`, or would be
-    refused by Envoy for its size (see `program_size_problem`), or None."""
+    refused by Envoy for its size (see `program_size_problem`), or None. Remembered: every
+    workload behind one API usually gets the same few path regexes."""
     construct = _not_re2(pattern)
     if construct:
         return f"uses {construct}, which RE2 (Cilium's regex engine) does not have"

@@ -5,14 +5,18 @@ fixed order); `dump` writes a multi-document stream with the policy header and
 the evidence behind each peer rule as YAML comments.
 
 Output is byte-for-byte deterministic and safe against hostile content: label
-values, paths and names come from workloads, so every scalar goes through
-PyYAML's emitter (quoted whenever a YAML 1.1 or 1.2 reader, Go's included,
-could read it as anything but that string) and comment text is split into
-lines, each prefixed with `# `, with anything outside printable ASCII escaped.
+values, paths and names come from workloads, so every scalar is written as
+PyYAML's emitter writes it (quoted whenever a YAML 1.1 or 1.2 reader, Go's
+included, could read it as anything but that string) and comment text is split
+into lines, each prefixed with `# `, with anything outside printable ASCII
+escaped. The documents themselves are laid out by `block_yaml`, which writes
+what PyYAML writes for flowgen's shapes many times faster (see below).
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -264,7 +268,11 @@ def comment_lines(text: str) -> list[str]:
     knows splits), characters outside printable ASCII escaped so nothing ends the comment."""
     lines = []
     for line in text.splitlines() or [""]:
-        safe = "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in line)
+        safe = (
+            line
+            if line.isascii() and line.isprintable()
+            else "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in line)
+        )
         lines.append(f"# {safe}".rstrip())
     return lines
 
@@ -275,13 +283,120 @@ def dump(policies: Sequence[Policy]) -> str:
     documents = []
     for policy in policies:
         header = "".join(f"{line}\n" for entry in policy.header for line in comment_lines(entry))
-        body = yaml.dump(
-            _document(policy, _with_comment),
-            Dumper=_Dumper,
-            default_flow_style=False,
-            sort_keys=False,
-            allow_unicode=False,
-            width=float("inf"),
-        )
+        document = _document(policy, _with_comment)
+        try:
+            body = block_yaml(document)
+        except _UnsupportedError:
+            body = pyyaml_dump(document)
         documents.append(header + body)
     return "---\n".join(documents)
+
+
+def pyyaml_dump(document: object) -> str:
+    """One document through PyYAML's emitter with `_Dumper`: the reference `block_yaml` matches."""
+    return yaml.dump(
+        document, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=False, width=float("inf")
+    )
+
+
+# --- A fast emitter for the shapes flowgen writes --------------------------------------------
+#
+# PyYAML's emitter is an event machine in pure Python; it was most of `generate`'s time on large
+# graphs (docs/performance.md). Policy documents use a small part of YAML: block mappings with
+# string keys, block sequences of scalars and mappings, scalars, `{}` and `[]`, and comments
+# above peer rules. `block_yaml` writes exactly what `pyyaml_dump` writes for those, line by
+# line; each distinct scalar's text is PyYAML's own (asked once and remembered, except for the
+# plainest strings, whose text is themselves). Anything else (a key PyYAML writes in the complex
+# `? ` form, a sequence directly inside a sequence) raises `_UnsupportedError`, and `dump` uses PyYAML.
+
+
+class _UnsupportedError(Exception):
+    """A document shape `block_yaml` does not write; PyYAML does."""
+
+
+# Strings PyYAML writes plain and reads back as strings: a letter, `/` or `_` first (no YAML
+# indicator, number, timestamp or `.inf`), then letters, digits and `._/-:`, not ending in `:`
+# (a `:` before a space or the end is an indicator), and not a bool or null word (`_AMBIGUOUS`).
+_PLAIN = re.compile(r"[A-Za-z_/](?:[A-Za-z0-9._/:-]*[A-Za-z0-9._/-])?")
+# PyYAML writes a key in the complex `? key` form when it and its tag pass 127 characters:
+# keys this long or longer are left to it (`_pyyaml_scalar` sees which form it chose).
+_SIMPLE_KEY = 100
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _pyyaml_scalar(value: str, key: bool) -> str:
+    """The text PyYAML gives `value` as a mapping key or as a value (in a mapping or a sequence,
+    in block style its text is the same)."""
+    if key:
+        text = pyyaml_dump({value: 0})
+        if not text.endswith(": 0\n") or text.startswith("? "):
+            raise _UnsupportedError(value)
+        text = text[: -len(": 0\n")]
+    else:
+        text = pyyaml_dump([value])
+        if not text.startswith("- ") or not text.endswith("\n"):
+            raise _UnsupportedError(value)
+        text = text[2:-1]
+    if "\n" in text:
+        raise _UnsupportedError(value)
+    return text
+
+
+def _scalar(value: object, key: bool = False) -> str:
+    if isinstance(value, str):
+        if _PLAIN.fullmatch(value) and value.lower() not in _AMBIGUOUS and not (key and len(value) >= _SIMPLE_KEY):
+            return value
+        return _pyyaml_scalar(value, key)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise _UnsupportedError(type(value).__name__)
+
+
+def block_yaml(document: dict[str, object]) -> str:
+    """`document` as `pyyaml_dump` writes it (see above)."""
+    lines: list[str] = []
+    if not document:
+        return "{}\n"
+    _mapping(lines, document, "", "")
+    return "\n".join(lines) + "\n"
+
+
+def _mapping(lines: list[str], mapping: dict[str, object], first: str, indent: str) -> None:
+    """A non-empty block mapping whose keys stand at `indent`; the first line starts with `first`
+    (a sequence item's `- `), the others with `indent`."""
+    lead = first
+    for key, value in mapping.items():
+        head = f"{lead}{_scalar(key, key=True)}:"
+        lead = indent
+        if isinstance(value, dict):
+            if value:
+                lines.append(head)
+                _mapping(lines, value, indent + "  ", indent + "  ")
+            else:
+                lines.append(head + " {}")
+        elif isinstance(value, list):
+            if value:
+                lines.append(head)
+                # A sequence in a mapping stands at the mapping's indent (PyYAML's indentless sequences).
+                _sequence(lines, value, indent)
+            else:
+                lines.append(head + " []")
+        else:
+            lines.append(f"{head} {_scalar(value)}")
+
+
+def _sequence(lines: list[str], sequence: list[object], indent: str) -> None:
+    for item in sequence:
+        if isinstance(item, _Commented):
+            lines.extend(indent + line for line in comment_lines(item.comment))
+        if isinstance(item, dict):
+            if item:
+                _mapping(lines, item, indent + "- ", indent + "  ")
+            else:
+                lines.append(indent + "- {}")
+        elif isinstance(item, list):
+            raise _UnsupportedError("a sequence in a sequence")
+        else:
+            lines.append(f"{indent}- {_scalar(item)}")

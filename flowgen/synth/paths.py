@@ -148,6 +148,7 @@ def _literal(segment: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def path_template(path: str, *, folded: bool = False, literal: bool = False) -> Template:
     """A path as a template: id segments as their class, placeholders of a folded path as the
     classes they stand for (a trailing `*` as the rest of the path); `literal` keeps every
@@ -175,6 +176,7 @@ def _part_regex(part: Part) -> str:
     return _literal(part)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def template_regex(template: Template) -> str:
     """The template as an RE2 regex (without the query suffix)."""
     if template and template[-1] is Wild.BELOW:
@@ -203,8 +205,19 @@ def merge_ids(paths: Mapping[Template, bool]) -> dict[Template, bool]:
 def path_rules(paths: Mapping[Template, bool], threshold: int) -> tuple[list[str], list[Collapsed]]:
     """One method's path regexes (query suffix included) for its templates (-> query seen):
     ids merged by class, collapsed past `threshold`; and the collapsed ones."""
-    kept, collapsed = collapse_paths(merge_ids(paths), threshold)
-    return sorted({template_regex(t) + (QUERY if query else "") for t, query in kept.items()}), collapsed
+    regexes, collapsed = _path_rules(tuple(paths.items()), threshold)
+    return list(regexes), list(collapsed)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _path_rules(
+    paths: tuple[tuple[Template, bool], ...], threshold: int
+) -> tuple[tuple[str, ...], tuple[Collapsed, ...]]:
+    """`path_rules` of the templates in this order, remembered: the clients of one API usually
+    call the same few paths, so many peers' rules are the same (this was most of the HTTP work
+    on large graphs; docs/performance.md)."""
+    kept, collapsed = collapse_paths(merge_ids(dict(paths)), threshold)
+    return tuple(sorted({template_regex(t) + (QUERY if query else "") for t, query in kept.items()})), tuple(collapsed)
 
 
 # ---------------------------------------------------------------------------

@@ -82,20 +82,31 @@ class Selectors:
             by_namespace[(peer.cluster, peer.namespace)].append(peer)
         for peers in by_namespace.values():
             labelled = {p: _labels(p) for p in peers}
+            # Which workloads of the namespace carry each label (key, value): the workloads a
+            # selector still matches are the intersection of its labels' sets, so each workload
+            # costs the size of the sets it narrows, not the size of the namespace.
+            carriers: dict[tuple[str, str], set[Peer]] = defaultdict(set)
+            for peer, labels in labelled.items():
+                for key, (_source, value) in labels.items():
+                    carriers[(key, value)].add(peer)
             for peer in peers:
                 left_out = tuple(label for label in peer.labels if split_label(label)[1] not in labelled[peer])
                 if left_out:
                     result.unusable[peer] = left_out
             for peer, labels in labelled.items():
-                others = [other for o, other in labelled.items() if o != peer]
                 chosen: dict[str, str] = {}
+                # The workloads the chosen labels match (`peer` among them), None before the first label.
+                matched: set[Peer] | None = None
                 for key in _ordered_keys(labels):
                     chosen[key] = labels[key][1]
-                    if not any(_matches(chosen, other) for other in others):
+                    carrying = carriers[(key, chosen[key])]
+                    matched = carrying if matched is None else matched & carrying
+                    if len(matched) == 1:
                         break
                 else:
                     # Every label used and other workloads still match: their labels are a superset.
-                    wider = [other for other in others if _matches(chosen, other)]
+                    # (No label at all: every other workload of the namespace matches.)
+                    wider = [labelled[other] for other in (peers if matched is None else matched) if other != peer]
                     if wider:
                         result.ambiguous.add(peer)
                         result.exclusions[peer] = _excluding(labels, wider)
@@ -132,10 +143,6 @@ def _ordered_keys(labels: dict[str, tuple[str, str]]) -> list[str]:
     rest = sorted(key for key in labels if key not in _PREFERRED and key != SERVICEACCOUNT_LABEL)
     last = [SERVICEACCOUNT_LABEL] if SERVICEACCOUNT_LABEL in labels else []
     return preferred + rest + last
-
-
-def _matches(chosen: dict[str, str], labels: dict[str, tuple[str, str]]) -> bool:
-    return all(key in labels and labels[key][1] == value for key, value in chosen.items())
 
 
 # ---------------------------------------------------------------------------
