@@ -51,13 +51,14 @@ fixtures: $(BIN)/flowgen
 golden: $(BIN)/flowgen
 	FLOWGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py tests/test_policies_cli.py::test_demo_policies_match_the_golden_files tests/test_scenarios.py tests/test_propose_body.py::test_the_docs_example_is_what_propose_writes
 
-## bench: ingest, live-stream, observe and generate benchmarks (under 15 minutes on 2 cores; captures
+## bench: ingest, live-stream, observe, generate and Dask benchmarks (under 15 minutes on 2 cores; captures
 ## and stores are made once under bench/data/); each writes its section of docs/performance.md and the plot
 bench: $(BIN)/flowgen
 	$(BIN)/python bench/ingest.py --lines 1000000 --write docs/performance.md
 	$(BIN)/python bench/observe.py --flows 200000 --write docs/performance.md
 	$(BIN)/python bench/aggregate.py --sizes 1000000 --plain 1000000 --json bench/data/observe.json --write docs/performance.md
 	$(BIN)/python bench/generate.py --workloads 100,1000,5000 --json bench/data/generate.json --write docs/performance.md
+	$(BIN)/python bench/scaling.py --lines 1000000 --write docs/performance.md
 	$(BIN)/python bench/plot.py --observe bench/data/observe.json --generate bench/data/generate.json --out docs/performance.png
 
 ## bench-large: the observe and generate sections again with 10M flows and 100,000 workloads (about 30 minutes)

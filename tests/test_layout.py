@@ -39,6 +39,7 @@ IMPURE_MODULES = {
     "ingest.hubble",
     "graph.store",
     "graph.session",
+    "graph.dask_engine",
     "graph.observed",
     "policy.folder",
     "policy.cluster",

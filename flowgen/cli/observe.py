@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Protocol
 
 import orjson
 import typer
@@ -44,6 +44,11 @@ LOST_ADVICE = (
     "Hubble dropped events before flowgen saw them: raise its buffer "
     "(Helm hubble.eventBufferCapacity / hubble.eventQueueSize) or narrow the filters"
 )
+
+
+class Engine(enum.StrEnum):
+    single = "single"
+    dask = "dask"
 
 
 class OutputFormat(enum.StrEnum):
@@ -117,6 +122,28 @@ def observe(
             "--output", "-o", metavar="FORMAT", help="Summary format: auto (text on a terminal, else JSON), text, json."
         ),
     ] = OutputFormat.auto,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="Files: single (this process) or dask (worker processes; see docs/scaling.md).",
+        ),
+    ] = Engine.single,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="--engine dask: a running Dask scheduler (tcp://host:8786); default: a local cluster.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", metavar="N", min=1, help="--engine dask, no --scheduler: worker processes (default: cores)."
+        ),
+    ] = None,
 ) -> None:
     """Observe flows (from Hubble Relay or files) and add them to the store.
 
@@ -139,7 +166,7 @@ def observe(
         from flowgen.graph.session import observe as run_observation  # noqa: PLC0415
         from flowgen.graph.store import Store, new_run_id  # noqa: PLC0415
         from flowgen.ingest.dialing import Connection  # noqa: PLC0415
-        from flowgen.ingest.files import FileSource  # noqa: PLC0415
+        from flowgen.ingest.files import FileSource, expand_inputs  # noqa: PLC0415
         from flowgen.ingest.jsonlines import JsonLineReader  # noqa: PLC0415
         from flowgen.ingest.query import Query  # noqa: PLC0415
 
@@ -160,6 +187,29 @@ def observe(
         namespaces = frozenset(namespace or ())
         seconds = parse_duration(duration, "--duration").total_seconds() if duration else None
         target = Store(store_at) if store_at else None
+        if engine is Engine.dask or scheduler or workers:
+            if engine is not Engine.dask:
+                raise UsageError("--scheduler and --workers apply to --engine dask")
+            if not input_file:
+                raise UsageError("--engine dask reads files: pass --input-file (a live stream is read by one process)")
+            if scheduler and workers:
+                raise UsageError("--workers sizes the local cluster; a --scheduler has its own workers")
+            from flowgen.graph.dask_engine import DaskRun  # noqa: PLC0415
+            from flowgen.graph.parallel import Filters  # noqa: PLC0415
+
+            run = DaskRun(
+                expand_inputs(input_file),
+                store=target,
+                run=new_run_id(now),
+                filters=Filters(namespaces, since_at),
+                options=BuildOptions(max_paths=max_paths),
+                strict=strict,
+                scheduler=scheduler,
+                workers=workers,
+            )
+            with _graceful_stop(run):
+                _report(run.observe(), fmt)
+            return
         with _saving(save_flows) as save:
             source: Source
             if input_file:
@@ -192,18 +242,23 @@ def observe(
             )
             with _graceful_stop(session):
                 summary = run_observation(source, session) if input_file else _follow(source, session, seconds)
-        if fmt is OutputFormat.json:
-            sys.stdout.write(orjson.dumps(summary.to_json()).decode() + "\n")
-        else:
-            _print_summary(summary)
-        if summary.already_observed and not summary.lines:
-            err.print(
-                f"Nothing new: {', '.join(summary.inputs)} was observed into this store before "
-                f"({summary.already_observed} lines); nothing was written. Use another --store to read it again"
-            )
-        if summary.stopped_by and summary.inputs:
-            # Files are read to their end; an interrupted read is incomplete (the next run resumes it).
-            raise typer.Exit(128 + signal.Signals[summary.stopped_by].value)
+        _report(summary, fmt)
+
+
+def _report(summary: ObserveSummary, fmt: OutputFormat) -> None:
+    """Print the summary; an interrupted read of files exits 128 + the signal's number."""
+    if fmt is OutputFormat.json:
+        sys.stdout.write(orjson.dumps(summary.to_json()).decode() + "\n")
+    else:
+        _print_summary(summary)
+    if summary.already_observed and not summary.lines:
+        err.print(
+            f"Nothing new: {', '.join(summary.inputs)} was observed into this store before "
+            f"({summary.already_observed} lines); nothing was written. Use another --store to read it again"
+        )
+    if summary.stopped_by and summary.inputs:
+        # Files are read to their end; an interrupted read is incomplete (the next run resumes it).
+        raise typer.Exit(128 + signal.Signals[summary.stopped_by].value)
 
 
 def _relay(connection: Connection, query: Query, seconds: float | None, save: IO[bytes] | None) -> RelayStream:
@@ -231,8 +286,12 @@ _LIVE_ONLY = {
 }
 
 
+class _Stoppable(Protocol):
+    def stop(self, reason: str) -> None: ...
+
+
 @contextmanager
-def _graceful_stop(session: Observation) -> Iterator[None]:
+def _graceful_stop(session: _Stoppable) -> Iterator[None]:
     """Ctrl-C and SIGTERM end the run after a last checkpoint, instead of killing it."""
 
     def handler(number: int, _frame: FrameType | None) -> None:
@@ -348,4 +407,5 @@ def _print_summary(s: ObserveSummary) -> None:
     where = f"saved to {s.checkpoint}" if s.checkpoint else "not saved (--no-store)" if s.store is None else "not saved"
     out.print(f"  graph:      {s.edges} edges, {where}")
     if s.stopped_by:
-        out.print(f"  stopped by: {s.stopped_by} (last checkpoint kept)")
+        kept = "last checkpoint kept" if s.checkpoint else "nothing written"
+        out.print(f"  stopped by: {s.stopped_by} ({kept})")

@@ -38,6 +38,7 @@ from flowgen.graph.evidence import (
     Skip,
     TooLong,
     Use,
+    answers_dns,
     classify,
     dns_name_too_long,
     l7_of,
@@ -47,7 +48,7 @@ from flowgen.graph.folding import SeenPaths, fold
 from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, Graph, _typed, empty, merge
 from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, owner_name, peer_of
 from flowgen.graph.pods import sightings_frame
-from flowgen.ingest.flow import Endpoint, EventType, Flow, L7Type, ObservationPoint, Protocol, TrafficDirection
+from flowgen.ingest.flow import Endpoint, EventType, Flow, ObservationPoint, Protocol, TrafficDirection
 
 # An edge's key, each side's identity labels (workloads) and address (outside peers), and
 # whether the HTTP request had a query string.
@@ -233,8 +234,7 @@ class GraphBuilder:
         report.flows += 1
         time = flow.time or NO_TIME
         self._latest = max(self._latest, time)
-        l7 = flow.l7
-        if l7 is not None and l7.dns is not None and l7.dns.ips and (flow.is_reply or l7.type is L7Type.RESPONSE):
+        if answers_dns(flow):
             self._remember_answer(flow, time)
         use = classify(flow)
         if isinstance(use, Skip):
@@ -403,8 +403,15 @@ class GraphBuilder:
         self._frame = merge([self._frame, _typed(batch)])
 
     def _side(self, endpoint: Endpoint) -> _Side:
-        # Keyed by what decides the peer and its name; cheaper to hash than the endpoint.
-        key = (endpoint.identity, endpoint.namespace, endpoint.cluster_name, endpoint.labels, endpoint.pod_name)
+        # Keyed by what decides the peer, its name and its pod's owner; cheaper to hash than the endpoint.
+        key = (
+            endpoint.identity,
+            endpoint.namespace,
+            endpoint.cluster_name,
+            endpoint.labels,
+            endpoint.pod_name,
+            endpoint.workloads,
+        )
         found = self._sides_seen.get(key)
         if found is None:
             if len(self._sides_seen) >= _CACHE_LIMIT:

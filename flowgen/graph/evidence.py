@@ -236,6 +236,18 @@ def classify(flow: Flow) -> Use | Skip:
     return use
 
 
+def answers_dns(flow: Flow) -> bool:
+    """Whether the flow is a DNS answer with addresses: it names them for the client it goes to
+    (flowgen.graph.builder), and is never evidence itself (classify: an L7 response or a reply)."""
+    l7 = flow.l7
+    return (
+        l7 is not None
+        and l7.dns is not None
+        and bool(l7.dns.ips)
+        and (bool(flow.is_reply) or l7.type is L7Type.RESPONSE)
+    )
+
+
 def request_direction(flow: Flow) -> bool | None:
     """For a flow whose `is_reply` is unknown: True when it goes client -> server,
     False when it answers, None when the headers cannot tell."""

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flowgen.errors import InputError
-from flowgen.graph.builder import GraphBuilder
+from flowgen.graph.builder import BuildReport, GraphBuilder
 from flowgen.graph.evidence import Use
 from flowgen.graph.store import Store
 from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting, Source
 from flowgen.ingest.files import FileSource, Taken
 from flowgen.ingest.flow import Flow
 from flowgen.ingest.hubble import RelayStream
+from flowgen.ingest.jsonlines import ReadReport
 from flowgen.ingest.summary import FlowSummary, count
 
 # How often the loop looks at the clock (checkpoints, progress), in seconds.
@@ -97,10 +98,17 @@ class Observation:
         if self._source is not None:
             self._source.stop()
 
-    def read(self, source: Source, progress: Callable[[Event | None], None] | None = None) -> None:
-        """Take events from `source` until it ends or stop() is called."""
+    def read(
+        self,
+        source: Source,
+        progress: Callable[[Event | None], None] | None = None,
+        *,
+        sink: Callable[[Flow], object] | None = None,
+    ) -> None:
+        """Take events from `source` until it ends or stop() is called. The flows that pass the
+        filters go to the builder, or to `sink` when one is given (flowgen.graph.parallel)."""
         self._source = source
-        add, counters, summary = self.builder.add, self.counters, self.summary
+        add, counters, summary = sink or self.builder.add, self.counters, self.summary
         namespaces, since = self.namespaces, self.since
         clock, tick = self._clock, self._clock() + _TICK
         events = source.events()
@@ -157,20 +165,15 @@ class Observation:
         self._due = self._clock() + self._every
         if self.store is None:
             return None
-        report = self.builder.report
-        meta = {
-            "started": self.started.isoformat(),
-            "updated": self._now().isoformat(),
-            "flows": report.flows,
-            "evidence": _plain(report.evidence),
-            "skipped": _plain(report.skipped),
-            "over_long": _plain(report.over_long),
-            "lost_events": _plain(self.counters.lost),
-            "source": self.describe,
-            "namespaces": sorted(self.namespaces),
-            **self._meta(),
-            **(extra or {}),
-        }
+        meta = run_meta(
+            self.started,
+            self._now(),
+            self.builder.report,
+            counters=self.counters,
+            describe=self.describe,
+            namespaces=self.namespaces,
+        )
+        meta.update({**self._meta(), **(extra or {})})
         self.last_checkpoint = self.store.write_run(self.run, self.builder.graph(), meta)
         self.counters.checkpoints += 1
         return self.last_checkpoint
@@ -178,6 +181,38 @@ class Observation:
     def with_meta(self, meta: Callable[[], dict[str, object]]) -> None:
         """More metadata for every checkpoint (what the source read so far)."""
         self._meta = meta
+
+
+def run_meta(
+    started: datetime,
+    updated: datetime,
+    built: BuildReport,
+    *,
+    counters: Counters,
+    describe: str,
+    namespaces: frozenset[str],
+) -> dict[str, object]:
+    """What a run's checkpoint records besides its graph (flowgen.graph.store)."""
+    return {
+        "started": started.isoformat(),
+        "updated": updated.isoformat(),
+        "flows": built.flows,
+        "evidence": _plain(built.evidence),
+        "skipped": _plain(built.skipped),
+        "over_long": _plain(built.over_long),
+        "lost_events": _plain(counters.lost),
+        "source": describe,
+        "namespaces": sorted(namespaces),
+    }
+
+
+def files_meta(read: ReadReport, taken: Iterable[Taken]) -> dict[str, object]:
+    """What a run from files records of them: what was read, and how far each file was taken
+    (a later run into the same store resumes after that)."""
+    return {
+        "read": {"lines": read.lines, "malformed": read.malformed, "skipped": _plain(read.skipped)},
+        "inputs": [_taken(each) for each in taken],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,13 +302,7 @@ def observe(
     the same store read completely are skipped; when nothing new was read, nothing is written."""
     files = source if isinstance(source, FileSource) else None
     if files is not None:
-        read = files.report
-        session.with_meta(
-            lambda: {
-                "read": {"lines": read.lines, "malformed": read.malformed, "skipped": _plain(read.skipped)},
-                "inputs": [_taken(taken) for taken in files.taken()],
-            }
-        )
+        session.with_meta(lambda: files_meta(files.report, files.taken()))
     session.read(source, progress)
     if files is not None and session.counters.flows == 0 and not session.stop_reason:
         if files.report.lines or not files.skipped:
@@ -284,13 +313,17 @@ def observe(
 
 
 def _no_flows(files: FileSource) -> str:
-    read = files.report
+    return no_flows(files.paths, files.report)
+
+
+def no_flows(paths: Sequence[str], read: ReadReport) -> str:
+    """The error for files in which no record is a flow."""
     what = [f"{read.lines} records read"]
     if read.malformed:
         what.append(f"{read.malformed} malformed")
     what.extend(f"{count} {kind}" for kind, count in sorted(read.skipped.items()))
     return (
-        f"no Hubble flow in {', '.join(files.paths)} ({', '.join(what)}); nothing was stored. "
+        f"no Hubble flow in {', '.join(paths)} ({', '.join(what)}); nothing was stored. "
         "Pass files written by `hubble observe -o json` or the Hubble exporter"
     )
 
@@ -306,10 +339,39 @@ def _taken(taken: Taken) -> dict[str, object]:
 
 def summarize(session: Observation, source: Source) -> ObserveSummary:
     """The summary of what `session` took from `source` so far."""
-    summary, counters, built = session.summary, session.counters, session.builder.report
-    read = source.report if isinstance(source, FileSource) else None
+    files = source if isinstance(source, FileSource) else None
+    return tally(
+        session.counters,
+        session.summary,
+        session.builder.report,
+        edges=session.builder.graph().edge_count(),
+        read=files.report if files else None,
+        inputs=files.paths if files else (),
+        already_observed=files.skipped if files else 0,
+        store=str(session.store.root) if session.store is not None else None,
+        checkpoint=str(session.last_checkpoint) if session.last_checkpoint else None,
+        stopped_by=session.stop_reason or None,
+        saved_flows=source.stats.saved if isinstance(source, RelayStream) else 0,
+    )
+
+
+def tally(
+    counters: Counters,
+    summary: FlowSummary,
+    built: BuildReport,
+    *,
+    edges: int,
+    read: ReadReport | None,
+    inputs: tuple[str, ...],
+    already_observed: int,
+    store: str | None,
+    checkpoint: str | None,
+    stopped_by: str | None,
+    saved_flows: int = 0,
+) -> ObserveSummary:
+    """The summary of a run from its parts (one session's, or those a parallel run added up)."""
     return ObserveSummary(
-        inputs=source.paths if isinstance(source, FileSource) else (),
+        inputs=inputs,
         lines=read.lines if read else 0,
         flows=counters.flows,
         kept=summary.kept,
@@ -331,12 +393,12 @@ def summarize(session: Observation, source: Source) -> ObserveSummary:
         not_evidence=_plain(built.skipped),
         repeated=built.repeated,
         folded_paths=sum(built.folded.values()),
-        edges=session.builder.graph().edge_count(),
-        store=str(session.store.root) if session.store is not None else None,
-        checkpoint=str(session.last_checkpoint) if session.last_checkpoint else None,
-        stopped_by=session.stop_reason or None,
-        saved_flows=source.stats.saved if isinstance(source, RelayStream) else 0,
-        already_observed=source.skipped if isinstance(source, FileSource) else 0,
+        edges=edges,
+        store=store,
+        checkpoint=checkpoint,
+        stopped_by=stopped_by,
+        saved_flows=saved_flows,
+        already_observed=already_observed,
         over_long=_plain(built.over_long),
     )
 

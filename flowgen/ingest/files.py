@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import itertools
+import re
 import sys
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -23,6 +25,23 @@ STDIN = "-"
 FINGERPRINT_BYTES = 64 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_GLOB = re.compile(r"[*?[]")
+
+
+def expand_inputs(paths: Sequence[str]) -> tuple[str, ...]:
+    """The inputs with each glob pattern ('archive/**/*.jsonl.gz', quoted so the shell leaves it)
+    replaced by the files it matches, sorted; a pattern that matches no file is an error. A name
+    that exists is taken as it is, even with glob characters in it."""
+    found: list[str] = []
+    for name in paths:
+        if name == STDIN or not _GLOB.search(name) or Path(name).exists():
+            found.append(name)
+            continue
+        matches = sorted(match for match in glob.glob(name, recursive=True) if Path(match).is_file())
+        if not matches:
+            raise InputError(f"no file matches {name}. Check the pattern (** matches folders at any depth)")
+        found.extend(matches)
+    return tuple(found)
 
 
 def check_inputs(paths: Sequence[str]) -> None:
@@ -38,7 +57,9 @@ def check_inputs(paths: Sequence[str]) -> None:
         if not path.exists():
             raise InputError(f"cannot read {name}: no such file. Check the path")
         if path.is_dir():
-            raise InputError(f"cannot read {name}: it is a directory. Pass the files in it instead")
+            raise InputError(
+                f"cannot read {name}: it is a directory. Pass the files in it, e.g. --input-file '{name}/**/*.jsonl*'"
+            )
 
 
 def _open(name: str, stack: ExitStack) -> IO[bytes]:
@@ -81,8 +102,9 @@ class FileSource:
     def __init__(
         self, paths: Sequence[str], reader: JsonLineReader | None = None, *, resume: Mapping[str, int] | None = None
     ) -> None:
+        paths = expand_inputs(paths)
         check_inputs(paths)
-        self.paths = tuple(paths)
+        self.paths = paths
         self.reader = reader if reader is not None else JsonLineReader()
         self.skipped = 0
         self._resume = resume or {}
