@@ -126,7 +126,7 @@ def test_filters_and_folding_hold_in_every_share(tmp_path: Path) -> None:
     flows = list(read_files([str(DEMO)]))
     times = sorted(flow.time for flow in flows if flow.time is not None)
     filters = Filters(namespaces=frozenset({"shop"}), since=times[len(times) // 3])
-    options = BuildOptions(max_paths=2, batch=7)
+    options = BuildOptions(max_paths=2)
     session, _ = single(paths, filters, options)
     reads, partial = run_here(paths, 5, filters, options)
     assert sum(read.counters.before_since for read in reads) == session.counters.before_since > 0

@@ -165,7 +165,6 @@ def observe(
         from flowgen.graph.session import Observation  # noqa: PLC0415
         from flowgen.graph.session import observe as run_observation  # noqa: PLC0415
         from flowgen.graph.store import Store, new_run_id  # noqa: PLC0415
-        from flowgen.ingest.dialing import Connection  # noqa: PLC0415
         from flowgen.ingest.files import FileSource, expand_inputs  # noqa: PLC0415
         from flowgen.ingest.jsonlines import JsonLineReader  # noqa: PLC0415
         from flowgen.ingest.query import Query  # noqa: PLC0415
@@ -218,6 +217,8 @@ def observe(
                 source = FileSource(input_file, JsonLineReader(strict=strict, warn=warn), resume=resume)
                 described = ", ".join(input_file)
             else:
+                from flowgen.ingest.dialing import Connection  # noqa: PLC0415 - grpc, only when streaming
+
                 connection = Connection(
                     server=server,
                     tls=tls,

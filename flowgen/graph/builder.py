@@ -11,8 +11,9 @@ had L7 requests: L4-only evidence for them is left out of the graph, as
 synthesis leaves out an L4-only allow beside L7 rules. The port then gets the
 L7 rules of the other requests seen, or no allow at all, never one that
 admits every request. Rows are
-combined in a dict, then merged into the frame in batches, so memory follows
-the number of distinct edges, not the number of flows. Beside the rows, every
+combined in a dict, one entry per key (edge, hour, node), and become a frame
+when graph() is called, so memory follows the number of distinct rows, not
+the number of flows. Beside the rows, every
 pod seen on an evidence flow (by name, or for a workload by address alone) is
 kept with its owner, address and the peer it was (flowgen.graph.pods), so that
 a pod Hubble gave the world identity can be resolved to the identity it has
@@ -45,7 +46,7 @@ from flowgen.graph.evidence import (
     over_long,
 )
 from flowgen.graph.folding import SeenPaths, fold
-from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, Graph, _typed, empty, merge
+from flowgen.graph.frame import COLUMNS, LABEL_SEPARATOR, NO_TIME, Graph, _typed, empty
 from flowgen.graph.identity import Peer, PeerKind, display_name, external_peer, owner_name, peer_of
 from flowgen.graph.pods import sightings_frame
 from flowgen.ingest.flow import Endpoint, EventType, Flow, ObservationPoint, Protocol, TrafficDirection
@@ -96,8 +97,6 @@ class BuildReport:
 class BuildOptions:
     # Distinct raw HTTP paths kept per edge before folding.
     max_paths: int = 100
-    # Rows combined in memory before they are merged into the frame.
-    batch: int = 20_000
     # Two sightings of one connection within this time are one (both ends, verdict + trace).
     connection_window: timedelta = timedelta(seconds=30)
     # Two sightings of one L7 request within this time are one (egress and ingress proxy).
@@ -208,7 +207,8 @@ class GraphBuilder:
         self.report = BuildReport()
         # With `samples`, the concrete requests behind each allowed edge (for replay, see samples()).
         self._samples: dict[_SampleKey, _SampleRow] | None = {} if samples else None
-        self._frame = empty()
+        # The rows as a frame, made when graph() asks for it after new flows (None: not made yet).
+        self._frame: pd.DataFrame | None = None
         self._rows: dict[tuple[object, ...], _Row] = {}
         self._sides_seen: dict[tuple[object, ...], _Side] = {}
         self._paths: dict[tuple[object, ...], SeenPaths] = {}
@@ -280,8 +280,7 @@ class GraphBuilder:
         if self._samples is not None and use in GRANTING:
             edge = (source.peer, destination.peer, protocol, port, attribute.kind, attribute.method, path, use)
             self._sample(edge, flow, (source, destination), attribute.query, time)
-        if len(self._rows) >= self.options.batch:
-            self._flush()
+        self._frame = None
         return use
 
     def _leave_out(self, flow: Flow, use: Use, attribute: L7, too_long: TooLong, time: datetime) -> Skip:
@@ -322,7 +321,8 @@ class GraphBuilder:
 
     def graph(self) -> Graph:
         """The graph built so far (without L4-only evidence where an over-long L7 request was seen)."""
-        self._flush()
+        if self._frame is None:
+            self._frame = self._made()
         frame = self._frame
         if self._l7_seen and len(frame):
             l4_allowed = (frame["l7"] == "") & frame["use"].isin([str(use) for use in GRANTING])
@@ -393,14 +393,14 @@ class GraphBuilder:
             row = self._samples[key] = _SampleRow(flow, time)
         row.add(flow, time)
 
-    def _flush(self) -> None:
+    def _made(self) -> pd.DataFrame:
+        """The rows as a frame. Each key is one row already: no merge (a pandas group-by over the key
+        columns needs several times the frame's memory)."""
         if not self._rows:
-            return
-        batch = pd.DataFrame.from_records(
-            [key + row.values() for key, row in self._rows.items()], columns=list(COLUMNS)
-        )
-        self._rows = {}
-        self._frame = merge([self._frame, _typed(batch)])
+            return empty()
+        # Column by column: a frame from row records passes through a block of Python objects first.
+        columns = zip(*(key + row.values() for key, row in self._rows.items()), strict=True)
+        return _typed(pd.DataFrame(dict(zip(COLUMNS, columns, strict=True))))
 
     def _side(self, endpoint: Endpoint) -> _Side:
         # Keyed by what decides the peer, its name and its pod's owner; cheaper to hash than the endpoint.

@@ -310,8 +310,12 @@ class Graph:
         return pd.Timestamp(first).to_pydatetime(), pd.Timestamp(last).to_pydatetime()
 
     def edge_count(self) -> int:
-        """How many edges edges() would give."""
-        return len(collapse(self._resolved()))
+        """How many edges edges() would give (counted by a 64-bit hash of each row's edge key: far
+        cheaper in memory than folding the rows, and a collision would only make the count one less)."""
+        resolved = self._resolved()
+        if resolved.empty:
+            return 0
+        return int(pd.util.hash_pandas_object(resolved[list(EDGE_KEY)], index=False).nunique())
 
     def csv(self) -> str:
         """One row per edge as CSV (times in RFC 3339, UTC), in the order of edges()."""

@@ -10,8 +10,8 @@ answer. So each file's flows are cut into groups by their client's identity
 ends of a connection naming its client differently) are linked, and linked
 groups are built by one GraphBuilder, in file order, with the same code as the
 single-process path. One builder's result then depends only on its own flows,
-and the builders' graphs add up (Graph.merge, the same merge a builder runs
-between its batches) to the graph one builder makes of all the flows.
+and the builders' graphs add up (Graph.merge, the merge the store runs between
+runs) to the graph one builder makes of all the flows.
 
 The steps are plain functions of their inputs, so any executor can run them
 (flowgen.graph.dask_engine runs them on dask.distributed; `run_here` in this

@@ -28,7 +28,6 @@ from flowgen.graph.store import Store
 from flowgen.ingest.events import Connected, Event, Idle, Lost, NodeStatus, Reconnecting, Source
 from flowgen.ingest.files import FileSource, Taken
 from flowgen.ingest.flow import Flow
-from flowgen.ingest.hubble import RelayStream
 from flowgen.ingest.jsonlines import ReadReport
 from flowgen.ingest.summary import FlowSummary, count
 
@@ -351,7 +350,7 @@ def summarize(session: Observation, source: Source) -> ObserveSummary:
         store=str(session.store.root) if session.store is not None else None,
         checkpoint=str(session.last_checkpoint) if session.last_checkpoint else None,
         stopped_by=session.stop_reason or None,
-        saved_flows=source.stats.saved if isinstance(source, RelayStream) else 0,
+        saved_flows=_saved(source),
     )
 
 
@@ -401,6 +400,13 @@ def tally(
         already_observed=already_observed,
         over_long=_plain(built.over_long),
     )
+
+
+def _saved(source: Source) -> int:
+    """Flows a live stream also wrote to --save-flows (files save none). Looked up by attribute: this
+    module does not import the relay client (grpc), which reading files does not need."""
+    stats = getattr(source, "stats", None)
+    return int(getattr(stats, "saved", 0))
 
 
 def _plain(counter: Counter[str] | dict[str, int]) -> dict[str, int]:

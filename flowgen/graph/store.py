@@ -44,6 +44,12 @@ from flowgen.errors import StoreError
 from flowgen.graph import pods
 from flowgen.graph.frame import COLUMNS, Graph
 
+# The graph is many string columns made and dropped at every checkpoint and read. pyarrow's default
+# pool (mimalloc) keeps what they freed, so a long observe run grew with each checkpoint; the system
+# allocator gives it back (docs/performance.md). A pool the user names in the environment wins.
+if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+    pa.set_memory_pool(pa.system_memory_pool())
+
 SCHEMA_VERSION = 1
 RUNS = "observations"
 PODS = "pods"
