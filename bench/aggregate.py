@@ -132,7 +132,7 @@ def main() -> int:
             *rows,
             "",
             "`observe` is the whole `flowgen observe --input-file` command: gunzip, decode, select evidence,",
-            "aggregate (a dict of rows, one pandas frame at the end), write the Parquet store. `orjson` reads",
+            "aggregate (a dict of rows, a pandas frame at each checkpoint), write the Parquet store. `orjson` reads",
             "the same lines (gunzip included) and only parses each into dicts. Peak memory follows the number",
             "of distinct edges (and hours), not the number of flows.",
         ]

@@ -120,7 +120,7 @@ InputOption = Annotated[
         "-i",
         metavar="FILE",
         help="Hubble JSON lines to read (hubble observe -o json, exporter files, .gz); "
-        "repeat for several files; - reads stdin.",
+        "repeat for several files, or quote a pattern ('dir/**/*.jsonl.gz'); - reads stdin.",
     ),
 ]
 AllowPartialOption = Annotated[

@@ -158,6 +158,7 @@ def observe(
         cilium hubble port-forward &
         flowgen observe --duration 1h -n shop
         hubble observe -o json --last 1000 | flowgen observe -i -
+        flowgen observe -i 'archive/**/*.jsonl.gz' --engine dask
     """
     with errors_boundary():
         # Imported here: `flowgen --help` must not wait for pandas, pyarrow and grpc.
