@@ -98,3 +98,21 @@ def test_a_file_with_no_flow_is_an_error_and_nothing_is_written(tmp_path: Path) 
     assert done.returncode == 1
     assert "no Hubble flow in" in done.stderr
     assert not Store(tmp_path / "s").files()
+
+
+def test_a_running_scheduler(archive: Path, tmp_path: Path) -> None:
+    """--scheduler: the run goes to a cluster flowgen did not start (here one on 127.0.0.1 with a
+    worker process), and gives the single-process graph."""
+    from distributed import LocalCluster  # noqa: PLC0415
+
+    pattern = f"{archive}/demo/*"
+    single = summary(observe("-i", pattern, "--store", str(tmp_path / "single")))
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        spread = summary(
+            observe("-i", pattern, "--store", str(tmp_path / "dask"), "--engine", "dask", "--scheduler", address)
+        )
+    assert spread == single
+    assert_same_graph(Store(tmp_path / "dask").load().graph, Store(tmp_path / "single").load().graph)
