@@ -259,3 +259,38 @@ def test_the_readme_shows_the_demos_true_probe_report(tmp_path: Path) -> None:
     assert runner.invoke(app, ["generate", "-A", "--default-deny", "-i", str(DEMO), "-d", str(policies)]).exit_code == 0
     probed = runner.invoke(app, ["verify", "--probes", "-p", str(policies), "-i", str(DEMO)])
     assert probed.stdout.splitlines() == shown
+
+
+def test_a_gzip_file_cut_short_keeps_what_was_read_and_fails(tmp_path: Path) -> None:
+    """An exporter file cut short (or still being written) and one that is not gzip after all: the
+    flows of the other files and of the lines before the cut are stored, each broken file is named
+    with where it stopped, the run exits 1 (never a traceback), and once the file is whole the next
+    run reads only the rest."""
+    import gzip  # noqa: PLC0415
+
+    whole = gzip.compress(DEMO.read_bytes() * 30)
+    cut, corrupt = tmp_path / "cut.jsonl.gz", tmp_path / "corrupt.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    corrupt.write_bytes(whole[:10] + b"not deflate data" * 64)
+    store = tmp_path / "store"
+    args = ["observe", "-i", str(DEMO), "-i", str(cut), "-i", str(corrupt), "--store", str(store), "-o", "json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1, first.output
+    assert "Traceback" not in first.output
+    summary = orjson.loads(first.stdout)
+    assert summary["checkpoint"] is not None
+    (cut_broken, corrupt_broken) = summary["broken"]
+    where = re.search(r"stopped after line (\d+)", cut_broken)
+    assert where is not None, cut_broken
+    read_from_cut = int(where.group(1))
+    assert 0 < read_from_cut < summary["lines"]
+    assert corrupt_broken.startswith(f"{corrupt} stopped at its start")
+    assert f"{cut} stopped after line" in first.stderr and "not gzip" in first.stderr
+    # The exporter finishes the file: the next run reads only what the first did not.
+    cut.write_bytes(whole)
+    corrupt.unlink()
+    second = runner.invoke(app, ["observe", "-i", str(DEMO), "-i", str(cut), "--store", str(store), "-o", "json"])
+    assert second.exit_code == 0, second.output
+    again = orjson.loads(second.stdout)
+    assert again["already_observed"] == summary["lines"]
+    assert again["lines"] == len(DEMO.read_bytes().splitlines()) * 30 - read_from_cut

@@ -261,6 +261,11 @@ def _report(summary: ObserveSummary, fmt: OutputFormat) -> None:
     if summary.stopped_by and summary.inputs:
         # Files are read to their end; an interrupted read is incomplete (the next run resumes it).
         raise typer.Exit(128 + signal.Signals[summary.stopped_by].value)
+    if summary.broken:
+        from flowgen.graph.session import broken_files  # noqa: PLC0415
+
+        # What was read is stored (the summary says so); the run still failed.
+        raise InputError(broken_files(summary.broken))
 
 
 def _relay(connection: Connection, query: Query, seconds: float | None, save: IO[bytes] | None) -> RelayStream:
@@ -382,6 +387,8 @@ def _print_summary(s: ObserveSummary) -> None:
     out.print(f"  kept:       {s.kept}{filtered}")
     out.print(f"  skipped:    {_counts(s.skipped)}")
     out.print(f"  malformed:  {s.malformed}")
+    for broken in s.broken:
+        out.print(f"  broken off: {broken}")
     for problem in s.malformed_examples[:SHOWN_PROBLEMS]:
         out.print(f"              {problem}")
     if s.malformed > SHOWN_PROBLEMS:

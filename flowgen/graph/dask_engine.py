@@ -36,7 +36,7 @@ from flowgen.graph.parallel import (
     pick,
     split_file,
 )
-from flowgen.graph.session import ObserveSummary, files_meta, no_flows, run_meta, tally
+from flowgen.graph.session import ObserveSummary, broken_files, files_meta, no_flows, run_meta, tally
 from flowgen.graph.store import Store
 
 if TYPE_CHECKING:
@@ -141,7 +141,10 @@ class DaskRun:
     def _finish(self, reads: list[FileRead], partial: Partial, started: datetime) -> ObserveSummary:
         counters, summary, report = add_reads(reads)
         already = sum(read.already_observed for read in reads)
+        broken = tuple(each for read in reads for each in read.broken)
         if counters.flows == 0:
+            if broken:
+                raise InputError(broken_files(broken))
             if report.lines or not already:
                 raise InputError(no_flows(self.paths, report))
             return self._unwritten(reads)
@@ -168,6 +171,7 @@ class DaskRun:
             store=str(self.store.root) if self.store is not None else None,
             checkpoint=checkpoint,
             stopped_by=None,
+            broken=broken,
         )
 
     def _unwritten(self, reads: list[FileRead], stopped_by: str | None = None) -> ObserveSummary:

@@ -223,6 +223,8 @@ class FileRead:
     # Lines skipped because an earlier run into the same store took them.
     already_observed: int
     links: Links = field(default_factory=Links)
+    # Where and why the file broke off before its end (see FileSource.broken).
+    broken: list[str] = field(default_factory=list)
 
 
 def split_file(
@@ -254,7 +256,9 @@ def split_file(
     session.read(source, sink=put)
     links.outside = array("I", sorted(outside)).tobytes()
     links.sizes.update({group: len(flows) for group, flows in groups.items()})
-    read = FileRead(path, session.counters, session.summary, source.report, source.taken(), source.skipped, links)
+    read = FileRead(
+        path, session.counters, session.summary, source.report, source.taken(), source.skipped, links, source.broken
+    )
     return read, {group: encode(flows) for group, flows in groups.items()}
 
 

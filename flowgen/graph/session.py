@@ -256,6 +256,8 @@ class ObserveSummary:
     # Values over their length cap, by kind (flowgen.graph.evidence.TooLong): their flows were not
     # used as evidence (DNS answers: not used to name addresses).
     over_long: dict[str, int] = field(default_factory=dict)
+    # Files that broke off before their end, with where and why (what was read before is in the graph).
+    broken: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """The summary as JSON values (times in RFC 3339), keys in a fixed order."""
@@ -289,6 +291,7 @@ class ObserveSummary:
             "stopped_by": self.stopped_by,
             "saved_flows": self.saved_flows,
             "already_observed": self.already_observed,
+            "broken": list(self.broken),
         }
 
 
@@ -304,11 +307,21 @@ def observe(
         session.with_meta(lambda: files_meta(files.report, files.taken()))
     session.read(source, progress)
     if files is not None and session.counters.flows == 0 and not session.stop_reason:
+        if files.broken:
+            raise InputError(broken_files(files.broken))
         if files.report.lines or not files.skipped:
             raise InputError(_no_flows(files))
         return summarize(session, source)
     session.checkpoint()
     return summarize(session, source)
+
+
+def broken_files(broken: Sequence[str]) -> str:
+    """The error for files that broke off before their end."""
+    return (
+        f"{'; '.join(broken)}. The file may be cut short (still being written?) or not gzip; "
+        "a later run into the same store resumes after the lines read"
+    )
 
 
 def _no_flows(files: FileSource) -> str:
@@ -347,6 +360,7 @@ def summarize(session: Observation, source: Source) -> ObserveSummary:
         read=files.report if files else None,
         inputs=files.paths if files else (),
         already_observed=files.skipped if files else 0,
+        broken=tuple(files.broken) if files else (),
         store=str(session.store.root) if session.store is not None else None,
         checkpoint=str(session.last_checkpoint) if session.last_checkpoint else None,
         stopped_by=session.stop_reason or None,
@@ -367,6 +381,7 @@ def tally(
     checkpoint: str | None,
     stopped_by: str | None,
     saved_flows: int = 0,
+    broken: tuple[str, ...] = (),
 ) -> ObserveSummary:
     """The summary of a run from its parts (one session's, or those a parallel run added up)."""
     return ObserveSummary(
@@ -399,6 +414,7 @@ def tally(
         saved_flows=saved_flows,
         already_observed=already_observed,
         over_long=_plain(built.over_long),
+        broken=broken,
     )
 
 

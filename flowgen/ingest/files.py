@@ -5,10 +5,12 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import io
 import itertools
 import re
 import sys
 import typing
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ FINGERPRINT_BYTES = 64 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _GLOB = re.compile(r"[*?[]")
+# Decompressed bytes read at a time: as fast as larger reads, and a file cut short loses at most this
+# much of what precedes the cut (the next run reads it once the file is whole).
+_GZIP_BUFFER = 64 * 1024
 
 
 def expand_inputs(paths: Sequence[str]) -> tuple[str, ...]:
@@ -73,7 +78,10 @@ def _open(name: str, stack: ExitStack) -> IO[bytes]:
     peek = getattr(stream, "peek", None)
     head = peek(2)[:2] if peek is not None else b""
     if head == _GZIP_MAGIC:
-        return typing.cast(IO[bytes], stack.enter_context(gzip.GzipFile(fileobj=stream, mode="rb")))
+        unzipped = stack.enter_context(gzip.GzipFile(fileobj=stream, mode="rb"))
+        # Lines from a larger buffer: iterating GzipFile itself reads 8 KiB at a time (2.1 s instead of
+        # 3.2 s for 1M lines of 1.3 KB, bench/data's demo-mix capture).
+        return typing.cast(IO[bytes], stack.enter_context(io.BufferedReader(unzipped, _GZIP_BUFFER)))
     return stream
 
 
@@ -97,7 +105,8 @@ class FileSource:
     `resume` maps a file's fingerprint to the lines an earlier run already took from it;
     those lines are skipped (`skipped` counts them), so reading a file again after an
     interruption does not count its flows twice. stdin cannot be recognized, so it is
-    always read whole."""
+    always read whole. A file that breaks off (a gzip file cut short) keeps what was read
+    before, is listed in `broken`, and the next file is read."""
 
     def __init__(
         self, paths: Sequence[str], reader: JsonLineReader | None = None, *, resume: Mapping[str, int] | None = None
@@ -107,6 +116,8 @@ class FileSource:
         self.paths = paths
         self.reader = reader if reader is not None else JsonLineReader()
         self.skipped = 0
+        # Files that could not be read to their end (cut short, not gzip after all), with where and why.
+        self.broken: list[str] = []
         self._resume = resume or {}
         self._taken: list[Taken] = []
         self._current: tuple[str, str, int] | None = None
@@ -146,8 +157,10 @@ class FileSource:
                 try:
                     yield from self.reader.read(lines, "stdin" if name == STDIN else name, first=start + 1)
                     complete = True
-                except (OSError, EOFError, gzip.BadGzipFile) as err:
-                    raise InputError(f"reading {name}: {err}. The file may be cut short or not gzip") from err
+                except (OSError, EOFError, zlib.error) as err:
+                    # The lines before stay taken (and their flows in the graph); the next file is read.
+                    where = f"after line {self.reader.line}" if self.reader.line > start else "at its start"
+                    self.broken.append(f"{name} stopped {where}: {err}")
                 finally:
                     self._current = None
                     if fingerprint:
