@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from flowgen.check.diff import Comparison, Denied, FileDiff, Unused, compare
+from flowgen.cilium import Mode
 from flowgen.graph.edge import Edge
 from flowgen.graph.evidence import Use
 from tests.builders import T0, edge, workload
@@ -213,6 +214,17 @@ def test_a_request_no_existing_rule_grants_is_needed() -> None:
     assert comparison.unused == []
     assert statuses(comparison) == [(API_POLICY, "unchanged")]
     assert comparison.changed is True
+
+
+@pytest.mark.parametrize(
+    ("mode", "needed"),
+    [(Mode.DEFAULT, []), (Mode.ALWAYS, [("shop/web", "shop/api", 8080)]), (Mode.NEVER, [])],
+)
+def test_the_enforcement_mode_decides_for_pods_no_policy_selects(mode: Mode, needed: list[object]) -> None:
+    """No existing policy selects web or api: in the default mode both are open, with
+    enable-policy=always both deny everything, with never nothing is enforced (as verify --mode)."""
+    comparison = compare([edge(WEB, API, port=8080)], [], policies(API_FROM_WEB), mode=mode)
+    assert [(d.source, d.destination, d.port) for d in comparison.needed] == needed
 
 
 def test_samples_are_replayed_when_given() -> None:

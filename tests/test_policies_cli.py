@@ -218,6 +218,19 @@ def test_diff_against_a_gitops_folder(tmp_path: Path) -> None:
     assert "Note: " in result.stderr and "kind Deployment" in result.stderr
     gate = runner.invoke(app, ["diff", "--existing", str(folder), "-n", "shop", "-i", str(DEMO), "--exit-code"])
     assert gate.exit_code == 1
+    # With enable-policy=always, the shop pods no existing policy selects (frontend, orders...) deny
+    # everything too: what they send and receive is needed as well; with never, nothing is.
+    always = runner.invoke(
+        app, ["diff", "--existing", str(folder), "-n", "shop", "-i", str(DEMO), "-f", "json", "--mode", "always"]
+    )
+    assert always.exit_code == 0, always.output
+    needed_always = {(d["source"], d["destination"], d["port"]) for d in orjson.loads(always.stdout)["needed"]}
+    assert needed < needed_always
+    assert any(source == "shop/frontend" and destination != "shop/api" for source, destination, _ in needed_always)
+    never = runner.invoke(
+        app, ["diff", "--existing", str(folder), "-n", "shop", "-i", str(DEMO), "-f", "json", "--mode", "never"]
+    )
+    assert orjson.loads(never.stdout)["needed"] == []
 
 
 def test_diff_from_the_cluster_through_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from flowgen.check.engine import Engine
 from flowgen.check.verify import Drop, Verification, describe_l7, request, side_label, verify
-from flowgen.cilium import DEFAULT_RELEASE, Release
+from flowgen.cilium import DEFAULT_RELEASE, Mode, Release
 from flowgen.graph.edge import Edge, Sample
 from flowgen.graph.evidence import Use
 from flowgen.policy.model import Direction, PeerRule, Policy, Rule
@@ -172,12 +172,13 @@ def compare(
     namespaces: Iterable[str] = (),
     *,
     version: Release = DEFAULT_RELEASE,
+    mode: Mode = Mode.DEFAULT,
     samples: Mapping[tuple[object, ...], tuple[Sample, ...]] | None = None,
 ) -> Comparison:
-    """`samples`: the concrete requests behind the edges, when the graph was built from flows
-    (see flowgen.check.verify.verify)."""
+    """`mode`: the cluster's policy enforcement mode, as verify takes it. `samples`: the concrete
+    requests behind the edges, when the graph was built from flows (see flowgen.check.verify.verify)."""
     wanted = set(namespaces)
-    engine = Engine(existing, version=version)
+    engine = Engine(existing, mode=mode, version=version)
     checked = verify(edges, engine, wanted, samples)
     unused = [
         Unused(name, _summary(entry))

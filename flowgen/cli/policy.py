@@ -70,6 +70,16 @@ WideDnsOption = Annotated[
 ]
 
 
+ModeOption = Annotated[
+    Mode,
+    typer.Option(
+        "--mode",
+        metavar="MODE",
+        help="Cilium's policy enforcement mode in the cluster (agent enable-policy): default, always, never.",
+    ),
+]
+
+
 def _loaded(scope: Scope) -> list[str]:
     """The namespaces to load evidence for: all of them under -A."""
     return [] if scope.all_namespaces else sorted(scope.named)
@@ -311,9 +321,7 @@ def verify(
     since: SinceOption = None,
     allow_partial: AllowPartialOption = False,
     cilium_version: CiliumVersionOption = DEFAULT_RELEASE_TEXT,
-    mode: Annotated[
-        Mode, typer.Option("--mode", metavar="MODE", help="Cilium's policy enforcement mode: default, always, never.")
-    ] = Mode.DEFAULT,
+    mode: ModeOption = Mode.DEFAULT,
     output: FormatOption = ReportFormat.text,
     exit_code: ExitCodeOption = False,
     probes: Annotated[
@@ -432,6 +440,7 @@ def diff(
     since: SinceOption = None,
     allow_partial: AllowPartialOption = False,
     cilium_version: CiliumVersionOption = DEFAULT_RELEASE_TEXT,
+    mode: ModeOption = Mode.DEFAULT,
     l7: Annotated[
         L7Mode, typer.Option("--l7", metavar="WHICH", help="L7 rules in the proposal: all, http or none.")
     ] = L7Mode.ALL,
@@ -483,7 +492,9 @@ def diff(
         edges = evidence.edges()
         proposal = synthesize(edges, scope, options)
         namespaces = scope.within(p.namespace or "" for e in edges for p in (e.source, e.destination))
-        comparison = compare(edges, current, proposal.policies, namespaces, version=version, samples=evidence.samples)
+        comparison = compare(
+            edges, current, proposal.policies, namespaces, version=version, mode=mode, samples=evidence.samples
+        )
         if output is ReportFormat.json:
             sys.stdout.write(orjson.dumps(comparison_json(comparison), option=orjson.OPT_INDENT_2).decode() + "\n")
         elif output is ReportFormat.markdown:
