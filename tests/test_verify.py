@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from flowgen.check.engine import Engine
+from flowgen.check.engine import HOST_UNKNOWN, Engine
 from flowgen.check.verify import Drop, Verification, verify
 from flowgen.cilium import Entity, Mode
 from flowgen.graph.edge import Edge, Sample
@@ -555,3 +555,23 @@ egress: [{toServices: [{k8sService: {serviceName: api, namespace: shop}}]}]
     result = replay([edge(WEB, API, port=8080), edge(WEB, DB, port=5432)], (services,))
     assert [d.refused_by for d in result.drops] == [("egress",), ("egress",)]
     assert result.warnings == [f"{WEB_POLICY}: toServices not modelled; that rule matches nothing"]
+
+
+def test_a_host_rule_is_checked_against_an_unknown_host_and_says_so() -> None:
+    """The evidence keeps no Host header: an HTTP rule with host: matches no replayed request.
+    The drop is reported (never an optimistic pass) with a warning that it may be a false alarm."""
+    by_host = cnp(
+        "shop",
+        "api",
+        """
+endpointSelector: {matchLabels: {app.kubernetes.io/name: api}}
+ingress:
+  - fromEndpoints: [{matchLabels: {app.kubernetes.io/name: web}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: [{method: GET, host: api.shop.svc}]}}]
+""",
+    )
+    result = replay([edge(WEB, API, port=8080, l7=get("/items"))], (by_host,))
+    assert [d.refused_by for d in result.drops] == [("ingress",)]
+    assert result.warnings == [HOST_UNKNOWN]
+    without_host = replay([edge(WEB, API, port=8080, l7=get("/items"))], (API_FROM_WEB,))
+    assert HOST_UNKNOWN not in without_host.warnings

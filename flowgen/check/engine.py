@@ -75,7 +75,13 @@ UNMODELLED = (
     "named ports (matched by number only)",
     "host policies (nodeSelector) and the host firewall",
     "HTTP headerMatches, TLS serverNames, listeners, generic l7proto rules",
+    "HTTP host: the evidence keeps no Host header (such a rule matches nothing here)",
     "ClusterMesh: peers in other clusters are matched by labels only",
+)
+# Hubble's HTTP records carry the URL's path, not always its host, and the graph keeps no host.
+HOST_UNKNOWN = (
+    "HTTP rules with host: were checked against requests whose Host is not known (the evidence keeps "
+    "no Host header): those rules matched none of them, so a drop they explain may be a false alarm"
 )
 _ICMP_NAMES = {
     ("IPv4", "EchoReply"): 0,
@@ -297,6 +303,8 @@ class Engine:
                 continue
             if deny or port_rule.rules is None:
                 return True, False
+            if request.l7.kind is L7Kind.HTTP and not request.l7.host and _matches_host(port_rule):
+                self.warnings.add(HOST_UNKNOWN)
             verdict = _l7_allows(port_rule, request.l7, self.version)
             if verdict is not False:
                 return True, verdict is None
@@ -333,6 +341,11 @@ def _l7_allows(port_rule: PortRule, request: L7Request, version: Release) -> boo
     if rules.kafka is not None:
         return kind is L7Kind.KAFKA and (not rules.kafka or any(_kafka_matches(r, request) for r in rules.kafka))
     return True
+
+
+def _matches_host(port_rule: PortRule) -> bool:
+    rules = port_rule.rules
+    return rules is not None and rules.http is not None and any(rule.host for rule in rules.http)
 
 
 def _http_matches(rule: HTTPRule, request: L7Request) -> bool:
