@@ -31,7 +31,7 @@ from typing import Any
 
 import capture
 import orjson
-from report import measured, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = capture.DATA
@@ -114,7 +114,7 @@ def main() -> int:
         print(rows[-1], file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    report = "\n".join(
+    return publish(
         [
             HEADING,
             "",
@@ -135,12 +135,9 @@ def main() -> int:
             "aggregate (a dict of rows, a pandas frame at each checkpoint), write the Parquet store. `orjson` reads",
             "the same lines (gunzip included) and only parses each into dicts. Peak memory follows the number",
             "of distinct edges (and hours), not the number of flows.",
-        ]
+        ],
+        args.write,
     )
-    print(report)
-    if args.write:
-        replace_section(args.write, report)
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import capture
-from report import measured, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -121,7 +121,7 @@ def main() -> int:
         _measure(store, profile=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    report = "\n".join(
+    return publish(
         [
             HEADING,
             "",
@@ -138,12 +138,9 @@ def main() -> int:
             "The whole `flowgen generate -A --store S --output-dir D` command: read the store, fold it into",
             "edges, synthesize and validate one policy per workload (plus the DNS server's), write one file",
             "per policy and the kustomization into a new folder, flush it and rename it into place.",
-        ]
+        ],
+        args.write,
     )
-    print(report)
-    if args.write:
-        replace_section(args.write, report)
-    return 0
 
 
 if __name__ == "__main__":

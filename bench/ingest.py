@@ -25,7 +25,7 @@ from typing import Any
 
 import capture
 import orjson
-from report import measured, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def main() -> int:
             f"| {r['mode']} | {r['lines']:,} | {r['seconds']:.2f} | {rate:,.0f} | "
             f"{rate / orjson_rate:.0%} | {r['rss_mib']:.0f} |"
         )
-    report = "\n".join(
+    return publish(
         [
             "## Ingest: file -> Flow values",
             "",
@@ -115,12 +115,9 @@ def main() -> int:
             "`orjson` only parses each line into dicts (no model); `ingest` is flowgen's reader",
             "from the file to typed `Flow` values. The last row reads a tenth of the file:",
             "peak memory is the same, because the reader streams.",
-        ]
+        ],
+        args.write,
     )
-    print(report)
-    if args.write:
-        replace_section(args.write, report)
-    return 0
 
 
 if __name__ == "__main__":

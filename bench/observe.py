@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import measured, peak_rss_mib, replace_section
+from report import measured, peak_rss_mib, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "## Observe: Hubble Relay (loopback gRPC) -> Flow values"
@@ -164,7 +164,7 @@ def main() -> int:
             f"| {label} | {r['flows']:,} | {r['seconds']:.2f} | {rate:,.0f} | {rate / bare_rate:.0%} | "
             f"{r['cpu']:.0%} | {r['rss_mib']:.0f} |"
         )
-    report = "\n".join(
+    return publish(
         [
             HEADING,
             "",
@@ -185,12 +185,9 @@ def main() -> int:
             "CPU time over wall time: near or above 100% means the client, not the relay, sets the pace.",
             "No flow is lost on the way: gRPC's flow control holds a relay that sends faster than flowgen",
             "reads (a real relay then drops events in Hubble's ring buffer, which observe reports as lost).",
-        ]
+        ],
+        args.write,
     )
-    print(report)
-    if args.write:
-        replace_section(args.write, report)
-    return 0
 
 
 if __name__ == "__main__":

@@ -45,3 +45,13 @@ def replace_section(path: Path, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def publish(lines: list[str], write: Path | None) -> int:
+    """Print a benchmark's section (its lines, heading first) and, with `write`, put it into that
+    Markdown file (see replace_section); the script's exit status."""
+    report = "\n".join(lines)
+    print(report)
+    if write:
+        replace_section(write, report)
+    return 0

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import capture
 import orjson
-from report import measured, replace_section
+from report import measured, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = capture.DATA
@@ -110,7 +110,7 @@ def main() -> int:
         f"{summary['flows'] / seconds:,.0f} | {results[0][1] / seconds:.2f}x | {one_worker / seconds:.2f}x |"
         for name, seconds, summary in results
     ]
-    report = "\n".join(
+    return publish(
         [
             HEADING,
             "",
@@ -128,12 +128,9 @@ def main() -> int:
             "",
             "The Dask engine moves every kept flow between processes once (msgpack, zlib) and starts",
             "a cluster, so one worker is slower than the single process; the second worker is the gain.",
-        ]
+        ],
+        args.write,
     )
-    print(report)
-    if args.write:
-        replace_section(args.write, report)
-    return 0
 
 
 if __name__ == "__main__":

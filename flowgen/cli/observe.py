@@ -166,7 +166,7 @@ def observe(
         from flowgen.graph.session import Observation  # noqa: PLC0415
         from flowgen.graph.session import observe as run_observation  # noqa: PLC0415
         from flowgen.graph.store import Store, new_run_id  # noqa: PLC0415
-        from flowgen.ingest.files import FileSource, expand_inputs  # noqa: PLC0415
+        from flowgen.ingest.files import FileSource  # noqa: PLC0415
         from flowgen.ingest.jsonlines import JsonLineReader  # noqa: PLC0415
         from flowgen.ingest.query import Query  # noqa: PLC0415
 
@@ -198,7 +198,7 @@ def observe(
             from flowgen.graph.parallel import Filters  # noqa: PLC0415
 
             run = DaskRun(
-                expand_inputs(input_file),
+                input_file,
                 store=target,
                 run=new_run_id(now),
                 filters=Filters(namespaces, since_at),

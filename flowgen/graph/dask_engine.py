@@ -33,11 +33,13 @@ from flowgen.graph.parallel import (
     add_reads,
     build_share,
     combine,
+    pairwise,
     pick,
     split_file,
 )
-from flowgen.graph.session import ObserveSummary, broken_files, files_meta, no_flows, run_meta, tally
+from flowgen.graph.session import ObserveSummary, files_meta, nothing_read, run_meta, tally
 from flowgen.graph.store import Store
+from flowgen.ingest.files import check_inputs, expand_inputs
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -70,7 +72,9 @@ class DaskRun:
     ) -> None:
         if "-" in paths:
             raise UsageError("--engine dask reads files, not stdin (-): its workers cannot see this process's input")
-        self.paths = tuple(paths)
+        # Checked here, before a cluster starts: the workers would find a missing file only later.
+        self.paths = expand_inputs(paths)
+        check_inputs(self.paths)
         self.store = store
         self.run = run
         self.filters = filters
@@ -91,7 +95,7 @@ class DaskRun:
             threads = sum(client.nthreads().values()) or 1
             result = self._compute(client, SHARES_PER_THREAD * threads, resume)
         if result is None:
-            return self._unwritten([], stopped_by=self.stop_reason)
+            return self._summary([], stopped_by=self.stop_reason)
         reads, partial = result
         return self._finish(reads, partial, started)
 
@@ -112,10 +116,7 @@ class DaskRun:
         ]
         # The files' groups stay on the workers only as long as a share still needs them.
         del splits
-        while len(level) > 1:
-            paired = [client.submit(combine, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-            level = paired + ([level[-1]] if len(level) % 2 else [])
-        final = level[0]
+        final = pairwise(level, lambda first, second: client.submit(combine, first, second))
         if not self._wait(client, [final]):
             client.cancel([final])
             return None
@@ -139,15 +140,11 @@ class DaskRun:
         return False
 
     def _finish(self, reads: list[FileRead], partial: Partial, started: datetime) -> ObserveSummary:
-        counters, summary, report = add_reads(reads)
+        counters, _, report = add_reads(reads)
         already = sum(read.already_observed for read in reads)
-        broken = tuple(each for read in reads for each in read.broken)
-        if counters.flows == 0:
-            if broken:
-                raise InputError(broken_files(broken))
-            if report.lines or not already:
-                raise InputError(no_flows(self.paths, report))
-            return self._unwritten(reads)
+        broken = [each for read in reads for each in read.broken]
+        if nothing_read(counters.flows, self.paths, report, already, broken):
+            return self._summary(reads)
         checkpoint = None
         if self.store is not None:
             meta = run_meta(
@@ -160,34 +157,30 @@ class DaskRun:
             )
             meta.update(files_meta(report, [taken for read in reads for taken in read.taken]))
             checkpoint = str(self.store.write_run(self.run, partial.graph, meta))
-        return tally(
-            counters,
-            summary,
-            partial.report,
-            edges=partial.graph.edge_count(),
-            read=report,
-            inputs=self.paths,
-            already_observed=already,
-            store=str(self.store.root) if self.store is not None else None,
-            checkpoint=checkpoint,
-            stopped_by=None,
-            broken=broken,
-        )
+        return self._summary(reads, partial, checkpoint=checkpoint)
 
-    def _unwritten(self, reads: list[FileRead], stopped_by: str | None = None) -> ObserveSummary:
-        """The summary when nothing was written: interrupted, or nothing new in the files."""
+    def _summary(
+        self,
+        reads: list[FileRead],
+        partial: Partial | None = None,
+        *,
+        checkpoint: str | None = None,
+        stopped_by: str | None = None,
+    ) -> ObserveSummary:
+        """The run's summary (without `partial`: nothing was built or written)."""
         counters, summary, report = add_reads(reads)
         return tally(
             counters,
             summary,
-            BuildReport(),
-            edges=0,
+            partial.report if partial is not None else BuildReport(),
+            edges=partial.graph.edge_count() if partial is not None else 0,
             read=report,
             inputs=self.paths,
             already_observed=sum(read.already_observed for read in reads),
             store=str(self.store.root) if self.store is not None else None,
-            checkpoint=None,
+            checkpoint=checkpoint,
             stopped_by=stopped_by,
+            broken=tuple(each for read in reads for each in read.broken),
         )
 
 

@@ -40,9 +40,10 @@ import heapq
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import msgspec
 
@@ -57,6 +58,7 @@ from flowgen.ingest.flow import Endpoint, Flow
 from flowgen.ingest.jsonlines import JsonLineReader, ReadReport
 from flowgen.ingest.summary import FlowSummary
 
+_T = TypeVar("_T")
 _FIELDS = len(Flow.__struct_fields__)
 _CACHE_LIMIT = 100_000
 # Groups of clients inside the cluster (by peer) and outside it (by address) a file's flows are cut into.
@@ -369,9 +371,14 @@ def run_here(
 
 def tree(partials: list[Partial]) -> Partial:
     """Partials added up pairwise, level by level."""
-    if not partials:
-        return Partial(Graph())
-    while len(partials) > 1:
-        paired = [combine(partials[i], partials[i + 1]) for i in range(0, len(partials) - 1, 2)]
-        partials = paired + ([partials[-1]] if len(partials) % 2 else [])
-    return partials[0]
+    return pairwise(partials, combine) if partials else Partial(Graph())
+
+
+def pairwise(items: Sequence[_T], reduce: Callable[[_T, _T], _T]) -> _T:
+    """`items` reduced two at a time, level by level (a tree: an executor runs each level in
+    parallel); `items` must not be empty."""
+    level = list(items)
+    while len(level) > 1:
+        paired = [reduce(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = paired + ([level[-1]] if len(level) % 2 else [])
+    return level[0]

@@ -306,14 +306,27 @@ def observe(
     if files is not None:
         session.with_meta(lambda: files_meta(files.report, files.taken()))
     session.read(source, progress)
-    if files is not None and session.counters.flows == 0 and not session.stop_reason:
-        if files.broken:
-            raise InputError(broken_files(files.broken))
-        if files.report.lines or not files.skipped:
-            raise InputError(_no_flows(files))
+    if (
+        files is not None
+        and not session.stop_reason
+        and nothing_read(session.counters.flows, files.paths, files.report, files.skipped, files.broken)
+    ):
         return summarize(session, source)
     session.checkpoint()
     return summarize(session, source)
+
+
+def nothing_read(flows: int, paths: Sequence[str], read: ReadReport, already: int, broken: Sequence[str]) -> bool:
+    """Whether a read of files gave no flow to store. That is an error when they broke off or hold
+    no flow at all; it is not when an earlier run into the same store took every line (`already`):
+    then there is nothing new to write."""
+    if flows:
+        return False
+    if broken:
+        raise InputError(broken_files(broken))
+    if read.lines or not already:
+        raise InputError(no_flows(paths, read))
+    return True
 
 
 def broken_files(broken: Sequence[str]) -> str:
@@ -322,10 +335,6 @@ def broken_files(broken: Sequence[str]) -> str:
         f"{'; '.join(broken)}. The file may be cut short (still being written?) or not gzip; "
         "a later run into the same store resumes after the lines read"
     )
-
-
-def _no_flows(files: FileSource) -> str:
-    return no_flows(files.paths, files.report)
 
 
 def no_flows(paths: Sequence[str], read: ReadReport) -> str:
